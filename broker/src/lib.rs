@@ -1,0 +1,175 @@
+//! The embedded MQTT broker every CubeOS service talks through.
+//!
+//! rumqttd 0.20 runs in-process on its own threads: a TCP listener for the services
+//! and a WebSocket listener (MQTT 3.1.1, the `mqtt` subprotocol) for the dashboard,
+//! each at a configured address. Both require the service credentials, generated on
+//! first start and kept in the data dir with mode 0600 ([`credentials`]).
+//!
+//! Sizing, from rumqttd's measured behaviour (DESIGN.md section 5):
+//! - a fresh QoS 0 wildcard subscriber receives at most
+//!   `router.max_outgoing_packet_count` retained messages, so that is set above the
+//!   number of state topics a box can have (`broker.max_outgoing_packet_count`);
+//! - every subscription filter keeps an in-memory log of at most segment size x
+//!   (count + 1), holding only what was published to it; it is also how far a
+//!   subscriber may fall behind before rumqttd drops messages it has not read. The
+//!   default 1 MiB x 3 absorbs a burst of ~15,000 commands (measured: 32 KiB lost
+//!   replies under a burst of 2,000) while bounding a busy filter at 4 MiB.
+//! - rumqttd never frees a filter's log, so each distinct client id leaves its reply
+//!   log (a few KiB for a CLI call) behind until the broker restarts.
+//!
+//! rumqttd has no topic ACLs and drops a failed login without a CONNACK code: outside
+//! clients belong behind the gate (DESIGN.md section 5), not on these listeners.
+
+pub mod credentials;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use cubeos_shared::config::BrokerConfig;
+use rumqttd::{ConnectionSettings, RouterConfig, ServerSettings};
+use tracing::info;
+
+pub use credentials::Credentials;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the {what} listener on {addr} did not come up within {timeout:?}")]
+    NotReady {
+        addr: SocketAddr,
+        what: &'static str,
+        timeout: Duration,
+    },
+    #[error("cannot start the broker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The listeners of a running broker. rumqttd cannot be stopped: it lives as long as
+/// the process.
+#[derive(Debug, Clone, Copy)]
+pub struct RunningBroker {
+    pub tcp: SocketAddr,
+    pub ws: SocketAddr,
+}
+
+/// Starts the broker and returns once both listeners accept connections.
+pub fn start(
+    config: &BrokerConfig,
+    credentials: &Credentials,
+) -> Result<RunningBroker, BrokerError> {
+    // rumqttd only logs a failed bind from its server thread; check here so that an
+    // address in use is an error the caller sees.
+    for (addr, what) in [(config.tcp_listen, "mqtt"), (config.ws_listen, "websocket")] {
+        TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, what, source })?;
+    }
+    let rumqttd_config = rumqttd_config(config, credentials);
+    std::thread::Builder::new()
+        .name("cubeos-broker".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(rumqttd_config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "broker stopped");
+            }
+        })
+        .map_err(BrokerError::Thread)?;
+    let timeout = Duration::from_secs(5);
+    for (addr, what) in [(config.tcp_listen, "mqtt"), (config.ws_listen, "websocket")] {
+        wait_listening(addr, timeout).ok_or(BrokerError::NotReady {
+            addr,
+            what,
+            timeout,
+        })?;
+        info!(%addr, listener = what, "broker listening");
+    }
+    Ok(RunningBroker {
+        tcp: config.tcp_listen,
+        ws: config.ws_listen,
+    })
+}
+
+/// Waits until a socket listens on `addr`'s port. Read from the kernel's socket
+/// table rather than by connecting: a probe connection would make rumqttd log a
+/// failed handshake at every start.
+fn wait_listening(addr: SocketAddr, timeout: Duration) -> Option<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if is_listening(addr.port()) {
+            return Some(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// True when `/proc/net/tcp` or `tcp6` has a socket in LISTEN state on `port`.
+fn is_listening(port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let mut fields = line.split_whitespace();
+                let local = fields.nth(1).unwrap_or_default();
+                let state = fields.nth(1).unwrap_or_default();
+                state == LISTEN
+                    && local
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                        == Some(port)
+            })
+        })
+    })
+}
+
+/// Translates CubeOS's broker settings into rumqttd's configuration.
+fn rumqttd_config(config: &BrokerConfig, credentials: &Credentials) -> rumqttd::Config {
+    let connections = ConnectionSettings {
+        connection_timeout_ms: 10_000,
+        max_payload_size: config.max_payload,
+        max_inflight_count: 200,
+        auth: Some(HashMap::from([(
+            credentials.username.clone(),
+            credentials.password.clone(),
+        )])),
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = |name: &str, listen| ServerSettings {
+        name: name.to_owned(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections: connections.clone(),
+    };
+    rumqttd::Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: config.max_connections,
+            max_outgoing_packet_count: config.max_outgoing_packet_count,
+            max_segment_size: config.segment_size,
+            max_segment_count: config.segment_count,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        },
+        v4: Some(HashMap::from([(
+            "services".to_owned(),
+            server("mqtt", config.tcp_listen),
+        )])),
+        v5: None,
+        ws: Some(HashMap::from([(
+            "dashboard".to_owned(),
+            server("websocket", config.ws_listen),
+        )])),
+        cluster: None,
+        console: None,
+        bridge: None,
+        prometheus: None,
+        metrics: None,
+    }
+}

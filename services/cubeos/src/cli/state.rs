@@ -1,0 +1,69 @@
+//! `cubeos state ...`
+
+use std::collections::BTreeMap;
+
+use clap::Subcommand;
+use cubeos_shared::models::Setting;
+use cubeos_shared::{Config, topics::service::REGISTRY};
+use serde_json::json;
+
+use crate::output;
+
+#[derive(Subcommand)]
+pub enum StateCommand {
+    /// Print one key's value, or every key.
+    Get {
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a key.
+    Set { key: String, value: String },
+}
+
+pub async fn run(config: &Config, cmd: StateCommand) -> anyhow::Result<()> {
+    let bus = super::connect(config).await?;
+    let result = async {
+        match cmd {
+            StateCommand::Get {
+                key: Some(key),
+                json,
+            } => {
+                let reply = bus
+                    .request(REGISTRY, "state.get", &json!({ "key": key }))
+                    .await?;
+                if json {
+                    return output::json(&reply);
+                }
+                let setting: Setting = serde_json::from_value(reply)?;
+                println!("{}", setting.value);
+                Ok(())
+            }
+            StateCommand::Get { key: None, json } => {
+                let reply = bus.request(REGISTRY, "state.get", &json!({})).await?;
+                if json {
+                    return output::json(&reply);
+                }
+                let all: BTreeMap<String, String> = serde_json::from_value(reply)?;
+                let rows: Vec<Vec<String>> = all.into_iter().map(|(k, v)| vec![k, v]).collect();
+                output::table(&["KEY", "VALUE"], &rows);
+                Ok(())
+            }
+            StateCommand::Set { key, value } => {
+                let reply = bus
+                    .request(
+                        REGISTRY,
+                        "state.set",
+                        &json!({ "key": key, "value": value }),
+                    )
+                    .await?;
+                let setting: Setting = serde_json::from_value(reply)?;
+                println!("{} = {}", setting.key, setting.value);
+                Ok(())
+            }
+        }
+    }
+    .await;
+    bus.shutdown().await;
+    result
+}

@@ -1,0 +1,105 @@
+//! `cubeos up` and `cubeos run <service>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cubeos_broker::Credentials;
+use cubeos_shared::service::Shutdown;
+use cubeos_shared::{Bus, BusOptions, Config, ServiceContext, telemetry};
+use tokio::task::JoinSet;
+use tracing::{error, info};
+
+use crate::services;
+
+/// How long services get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the broker and every service until Ctrl-C or SIGTERM.
+pub async fn up(config: Config) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let credentials = Credentials::load_or_create(&config.credentials_path())?;
+    cubeos_broker::start(&config.broker, &credentials)?;
+    run_services(config, &credentials, &services::names()).await
+}
+
+/// Runs one service against a broker that is already running.
+pub async fn run_one(config: Config, service: &str) -> anyhow::Result<()> {
+    if services::find(service).is_none() {
+        bail!(
+            "unknown service '{service}' (known: {})",
+            services::names().join(", ")
+        );
+    }
+    telemetry::init(&config.log);
+    let credentials = Credentials::load(&config.credentials_path())?;
+    run_services(config, &credentials, &[service]).await
+}
+
+async fn run_services(
+    config: Config,
+    credentials: &Credentials,
+    names: &[&str],
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let (trigger, shutdown) = Shutdown::new();
+    let mut tasks = JoinSet::new();
+    for name in names {
+        let entry = services::find(name).context("service list out of step")?;
+        let options = BusOptions::new(&config, *name, &credentials.username, &credentials.password)
+            .for_service(name);
+        let bus = Bus::connect(options)
+            .await
+            .with_context(|| format!("{name}: cannot reach the broker"))?;
+        let ctx = ServiceContext {
+            config: Arc::clone(&config),
+            bus,
+            shutdown: shutdown.clone(),
+        };
+        let name = name.to_string();
+        tasks.spawn(async move { (name, entry(ctx).await) });
+    }
+    tokio::select! {
+        _ = signal() => info!("shutting down"),
+        Some(done) = tasks.join_next() => {
+            trigger.trigger();
+            match done {
+                Ok((name, Ok(()))) => bail!("service {name} stopped unexpectedly"),
+                Ok((name, Err(e))) => bail!("service {name} failed: {e:#}"),
+                Err(e) => bail!("a service panicked: {e}"),
+            }
+        }
+    }
+    trigger.trigger();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                error!(service = %name, error = %e, "service failed while stopping");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        error!("services did not stop within {SHUTDOWN_GRACE:?}");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot watch SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,207 @@
+//! Binds the registry's actions to the bus: parse arguments, run the domain
+//! function, publish what changed, reply.
+
+use std::future::Future;
+use std::sync::{Arc, Weak};
+
+use cubeos_shared::{BusError, Request};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::Result;
+use crate::settings::Table;
+use crate::{Registry, apps, fqdns, ports, profiles, settings};
+
+/// Arguments naming one object.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Named {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FqdnName {
+    fqdn: String,
+}
+
+fn to_json<T: Serialize>(value: T) -> Result<Value> {
+    Ok(serde_json::to_value(value)?)
+}
+
+/// Registers `action`: its arguments parse into `A`, then `f` runs. Handlers hold
+/// the registry weakly so that dropping it ends the service.
+fn bind<A, F, Fut>(registry: &Arc<Registry>, action: &'static str, f: F)
+where
+    A: DeserializeOwned + Send + 'static,
+    F: Fn(Arc<Registry>, A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value>> + Send + 'static,
+{
+    let weak: Weak<Registry> = Arc::downgrade(registry);
+    let f = Arc::new(f);
+    registry.bus.handle(action, move |req: Request| {
+        let weak = weak.clone();
+        let f = Arc::clone(&f);
+        async move {
+            let registry = weak
+                .upgrade()
+                .ok_or_else(|| BusError::unavailable("the registry is stopping"))?;
+            let args: A = req.parse()?;
+            f(registry, args).await.map_err(BusError::from)
+        }
+    });
+}
+
+pub fn register(r: &Arc<Registry>) {
+    bind(r, "app.create", |r, new: apps::NewApp| async move {
+        let _w = r.writing().await;
+        let record = apps::create(&r.store, &r.data_dir, new).await?;
+        r.publish_app(&record.app.name).await?;
+        to_json(record)
+    });
+    bind(r, "app.get", |r, a: Named| async move {
+        to_json(apps::get(&r.store, &a.name).await?)
+    });
+    bind(r, "app.list", |r, f: apps::AppFilter| async move {
+        to_json(apps::list(&r.store, &f).await?)
+    });
+    bind(r, "app.update", |r, changes: apps::AppChanges| async move {
+        let _w = r.writing().await;
+        let record = apps::update(&r.store, changes).await?;
+        r.publish_app(&record.app.name).await?;
+        to_json(record)
+    });
+    bind(r, "app.delete", |r, a: Named| async move {
+        let _w = r.writing().await;
+        let profiles = apps::delete(&r.store, &a.name).await?;
+        r.clear_app(&a.name).await;
+        for profile in &profiles {
+            r.publish_profile_named(profile).await?;
+        }
+        Ok(json!({ "deleted": a.name }))
+    });
+
+    bind(r, "port.reserve", |r, res: ports::Reservation| async move {
+        let _w = r.writing().await;
+        let app = res.app.clone();
+        let row = ports::reserve(&r.store, res).await?;
+        r.publish_app(&app).await?;
+        to_json(row)
+    });
+    bind(r, "port.release", |r, rel: ports::Release| async move {
+        let _w = r.writing().await;
+        let app = rel.app.clone();
+        let released = ports::release(&r.store, rel).await?;
+        r.publish_app(&app).await?;
+        Ok(json!({ "released": released }))
+    });
+    bind(r, "port.list", |r, f: ports::PortFilter| async move {
+        to_json(ports::list(&r.store, &f).await?)
+    });
+
+    bind(r, "fqdn.add", |r, new: fqdns::NewFqdn| async move {
+        let _w = r.writing().await;
+        let app = new.app.clone();
+        let row = fqdns::add(&r.store, new).await?;
+        r.publish_app(&app).await?;
+        to_json(row)
+    });
+    bind(r, "fqdn.remove", |r, f: FqdnName| async move {
+        let _w = r.writing().await;
+        let (row, app) = fqdns::remove(&r.store, &f.fqdn).await?;
+        r.publish_app(&app).await?;
+        to_json(row)
+    });
+
+    for (prefix, table) in [("state", Table::SystemState), ("pref", Table::Preferences)] {
+        bind_settings(r, prefix, table);
+    }
+
+    bind(r, "profile.list", |r, _: Empty| async move {
+        to_json(profiles::list(&r.store).await?)
+    });
+    bind(r, "profile.get", |r, p: Named| async move {
+        to_json(profiles::get(&r.store, &p.name).await?)
+    });
+    bind(
+        r,
+        "profile.create",
+        |r, new: profiles::NewProfile| async move {
+            let _w = r.writing().await;
+            let record = profiles::create(&r.store, new).await?;
+            r.publish_profile(&record).await;
+            to_json(record)
+        },
+    );
+    bind(
+        r,
+        "profile.update",
+        |r, changes: profiles::ProfileChanges| async move {
+            let _w = r.writing().await;
+            let mut records = profiles::update(&r.store, changes).await?;
+            for record in &records {
+                r.publish_profile(record).await;
+            }
+            to_json(records.swap_remove(0))
+        },
+    );
+    bind(r, "profile.delete", |r, p: Named| async move {
+        let _w = r.writing().await;
+        profiles::delete(&r.store, &p.name).await?;
+        if let Err(e) = r
+            .bus
+            .clear_state(&cubeos_shared::topics::profile_state(&p.name))
+            .await
+        {
+            tracing::warn!(error = %e, "state clear not sent");
+        }
+        Ok(json!({ "deleted": p.name }))
+    });
+    bind(
+        r,
+        "profile.set_apps",
+        |r, set: profiles::ProfileApps| async move {
+            let _w = r.writing().await;
+            let record = profiles::set_apps(&r.store, set).await?;
+            r.publish_profile(&record).await;
+            to_json(record)
+        },
+    );
+}
+
+/// No arguments (an empty object or none at all).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// `<prefix>.get`, `<prefix>.set` and `<prefix>.delete` over one settings table.
+/// System state is published as one object; preferences are not state.
+fn bind_settings(r: &Arc<Registry>, prefix: &'static str, table: Table) {
+    let action =
+        |verb: &str| -> &'static str { Box::leak(format!("{prefix}.{verb}").into_boxed_str()) };
+    bind(r, action("get"), move |r, g: settings::Get| async move {
+        match g.key {
+            Some(key) => to_json(settings::get(&r.store, table, &key).await?),
+            None => to_json(settings::all(&r.store, table).await?),
+        }
+    });
+    bind(r, action("set"), move |r, s: settings::Set| async move {
+        let _w = r.writing().await;
+        let row = settings::set(&r.store, table, s).await?;
+        if table == Table::SystemState {
+            r.publish_system().await?;
+        }
+        to_json(row)
+    });
+    if table == Table::Preferences {
+        bind(
+            r,
+            action("delete"),
+            move |r, d: settings::Delete| async move {
+                let _w = r.writing().await;
+                to_json(settings::delete(&r.store, table, &d.key).await?)
+            },
+        );
+    }
+}

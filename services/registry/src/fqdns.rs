@@ -1,0 +1,111 @@
+//! Names (`<app>.<domain>`) that DNS and the reverse proxy serve for an app.
+
+use cubeos_shared::models::Fqdn;
+use cubeos_shared::validate;
+use serde::Deserialize;
+use sqlx::SqliteConnection;
+
+use crate::apps;
+use crate::error::{RegistryError, Result, is_unique_violation};
+use crate::store::Store;
+
+/// A name as given in `app.create` or `fqdn.add`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FqdnSpec {
+    pub fqdn: String,
+    pub backend_port: i64,
+    pub ssl_enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckedFqdn {
+    pub fqdn: String,
+    pub subdomain: String,
+    pub backend_port: u16,
+    pub ssl_enabled: bool,
+}
+
+impl FqdnSpec {
+    pub fn checked(&self) -> Result<CheckedFqdn> {
+        let fqdn = validate::fqdn("fqdn", &self.fqdn)?;
+        let subdomain = fqdn.split('.').next().unwrap_or_default().to_owned();
+        Ok(CheckedFqdn {
+            subdomain,
+            fqdn,
+            backend_port: validate::port("backend_port", self.backend_port)?,
+            ssl_enabled: self.ssl_enabled.unwrap_or(false),
+        })
+    }
+}
+
+/// `fqdn.add` arguments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewFqdn {
+    pub app: String,
+    #[serde(flatten)]
+    pub spec: FqdnSpec,
+}
+
+pub async fn insert(conn: &mut SqliteConnection, app_id: i64, spec: &CheckedFqdn) -> Result<Fqdn> {
+    let inserted = sqlx::query_as::<_, Fqdn>(
+        "INSERT INTO fqdns (app_id, fqdn, subdomain, backend_port, ssl_enabled) VALUES (?, ?, ?, ?, ?) RETURNING *",
+    )
+    .bind(app_id)
+    .bind(&spec.fqdn)
+    .bind(&spec.subdomain)
+    .bind(i64::from(spec.backend_port))
+    .bind(spec.ssl_enabled)
+    .fetch_one(&mut *conn)
+    .await;
+    match inserted {
+        Ok(row) => Ok(row),
+        Err(e) if is_unique_violation(&e) => {
+            let app = sqlx::query_scalar::<_, String>(
+                "SELECT a.name FROM fqdns f JOIN apps a ON a.id = f.app_id WHERE f.fqdn = ?",
+            )
+            .bind(&spec.fqdn)
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or_else(|| "unknown".into());
+            Err(RegistryError::FqdnHeld {
+                fqdn: spec.fqdn.clone(),
+                app,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn add(store: &Store, new: NewFqdn) -> Result<Fqdn> {
+    validate::name("app", &new.app)?;
+    let spec = new.spec.checked()?;
+    let mut tx = store.writer.begin().await?;
+    let app = apps::find(&mut *tx, &new.app).await?;
+    let row = insert(&mut tx, app.id, &spec).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Removes a name; returns it with the name of the app that had it.
+pub async fn remove(store: &Store, fqdn: &str) -> Result<(Fqdn, String)> {
+    let fqdn = validate::fqdn("fqdn", fqdn)?;
+    let mut tx = store.writer.begin().await?;
+    let app = sqlx::query_scalar::<_, String>(
+        "SELECT a.name FROM fqdns f JOIN apps a ON a.id = f.app_id WHERE f.fqdn = ?",
+    )
+    .bind(&fqdn)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound {
+        what: "fqdn",
+        name: fqdn.clone(),
+    })?;
+    let row = sqlx::query_as::<_, Fqdn>("DELETE FROM fqdns WHERE fqdn = ? RETURNING *")
+        .bind(&fqdn)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((row, app))
+}

@@ -1,0 +1,131 @@
+//! Key/value settings: `system_state` (flags the system keeps about itself) and
+//! `preferences` (what people chose). Same shape, same rules.
+
+use std::collections::BTreeMap;
+
+use cubeos_shared::models::Setting;
+use cubeos_shared::validate;
+use serde::Deserialize;
+
+use crate::error::{RegistryError, Result};
+use crate::store::Store;
+
+pub const MAX_VALUE: usize = 4096;
+
+/// Keys no command may change: they are kept in step by the registry itself.
+const READ_ONLY_STATE: &[&str] = &["schema_version"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    SystemState,
+    Preferences,
+}
+
+/// The statements, spelled out per table: SQL is never assembled at run time.
+struct Statements {
+    get: &'static str,
+    all: &'static str,
+    upsert: &'static str,
+    delete: &'static str,
+}
+
+impl Table {
+    fn sql(self) -> &'static Statements {
+        match self {
+            Table::SystemState => &Statements {
+                get: "SELECT * FROM system_state WHERE key = ?",
+                all: "SELECT * FROM system_state ORDER BY key",
+                upsert: "INSERT INTO system_state (key, value) VALUES (?1, ?2)
+                         ON CONFLICT(key) DO UPDATE SET value = ?2, updated_at = CURRENT_TIMESTAMP RETURNING *",
+                delete: "DELETE FROM system_state WHERE key = ? RETURNING *",
+            },
+            Table::Preferences => &Statements {
+                get: "SELECT * FROM preferences WHERE key = ?",
+                all: "SELECT * FROM preferences ORDER BY key",
+                upsert: "INSERT INTO preferences (key, value) VALUES (?1, ?2)
+                         ON CONFLICT(key) DO UPDATE SET value = ?2, updated_at = CURRENT_TIMESTAMP RETURNING *",
+                delete: "DELETE FROM preferences WHERE key = ? RETURNING *",
+            },
+        }
+    }
+}
+
+/// `state.get` / `pref.get` arguments: one key, or all when absent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Get {
+    pub key: Option<String>,
+}
+
+/// `state.set` / `pref.set` arguments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Set {
+    pub key: String,
+    pub value: String,
+}
+
+/// `pref.delete` arguments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delete {
+    pub key: String,
+}
+
+pub async fn get(store: &Store, table: Table, key: &str) -> Result<Setting> {
+    validate::key("key", key)?;
+    sqlx::query_as::<_, Setting>(table.sql().get)
+        .bind(key)
+        .fetch_optional(&store.reader)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound {
+            what: "setting",
+            name: key.to_owned(),
+        })
+}
+
+pub async fn all(store: &Store, table: Table) -> Result<BTreeMap<String, String>> {
+    let rows = sqlx::query_as::<_, Setting>(table.sql().all)
+        .fetch_all(&store.reader)
+        .await?;
+    Ok(rows.into_iter().map(|s| (s.key, s.value)).collect())
+}
+
+pub async fn set(store: &Store, table: Table, set: Set) -> Result<Setting> {
+    validate::key("key", &set.key)?;
+    validate::text("value", &set.value, MAX_VALUE)?;
+    if table == Table::SystemState && READ_ONLY_STATE.contains(&set.key.as_str()) {
+        return Err(RegistryError::Protected(format!(
+            "'{}' is kept by the registry and cannot be set",
+            set.key
+        )));
+    }
+    Ok(sqlx::query_as::<_, Setting>(table.sql().upsert)
+        .bind(&set.key)
+        .bind(&set.value)
+        .fetch_one(&store.writer)
+        .await?)
+}
+
+pub async fn delete(store: &Store, table: Table, key: &str) -> Result<Setting> {
+    validate::key("key", key)?;
+    sqlx::query_as::<_, Setting>(table.sql().delete)
+        .bind(key)
+        .fetch_optional(&store.writer)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound {
+            what: "setting",
+            name: key.to_owned(),
+        })
+}
+
+/// Stamps `last_boot` with the current time (UTC) at registry start.
+pub async fn mark_boot(store: &Store) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO system_state (key, value) VALUES ('last_boot', datetime('now'))
+         ON CONFLICT(key) DO UPDATE SET value = datetime('now'), updated_at = CURRENT_TIMESTAMP",
+    )
+    .execute(&store.writer)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,640 @@
+//! The bus client: every service and the CLI talk to the broker through this.
+//!
+//! One rumqttc connection per [`Bus`]. A background task polls the event loop and
+//! routes each incoming message: replies to the request waiting for them (matched by
+//! correlation id), commands to the handler registered for their action, anything
+//! else to local subscribers. After every (re)connect it resubscribes and republishes
+//! the retained state this client owns — the broker keeps nothing across restarts,
+//! so owners keep their state topics true.
+//!
+//! Commands run as their own tasks (bounded by `max_concurrent_commands`), so a slow
+//! handler never stalls the event loop; a handler that panics is answered with
+//! `internal` and the service goes on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::envelope::{
+    BusError, Caller, ErrorCode, ReplyEnvelope, RequestEnvelope, salvage_reply_address,
+};
+use crate::topics;
+
+/// How to reach the broker and who this client is.
+#[derive(Debug, Clone)]
+pub struct BusOptions {
+    pub address: SocketAddr,
+    pub username: String,
+    pub password: String,
+    /// MQTT client id; also names the reply topic `cubeos/reply/<client_id>`.
+    pub client_id: String,
+    /// Set for services: enables the liveness topic (with its last will) and
+    /// [`Bus::serve`].
+    pub service: Option<String>,
+    pub request_timeout: Duration,
+    /// Largest packet accepted from the broker.
+    pub max_packet: usize,
+    /// Largest command payload this client parses when serving.
+    pub max_command_bytes: usize,
+    pub max_concurrent_commands: usize,
+}
+
+impl BusOptions {
+    /// Options for `client_id` from the configuration and the broker credentials.
+    pub fn new(
+        config: &crate::Config,
+        client_id: impl Into<String>,
+        username: &str,
+        password: &str,
+    ) -> Self {
+        BusOptions {
+            address: config.broker.address,
+            username: username.to_owned(),
+            password: password.to_owned(),
+            client_id: client_id.into(),
+            service: None,
+            request_timeout: config.bus.request_timeout,
+            max_packet: config.broker.max_payload + 1024,
+            max_command_bytes: config.bus.max_command_bytes,
+            max_concurrent_commands: config.bus.max_concurrent_commands,
+        }
+    }
+
+    /// The same options for a service: the client id is the service's name.
+    pub fn for_service(mut self, service: &str) -> Self {
+        self.service = Some(service.to_owned());
+        self
+    }
+}
+
+/// A command as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub action: String,
+    pub id: String,
+    pub args: Value,
+    /// Stamped by the gate for outside clients; absent on loopback.
+    pub caller: Option<Caller>,
+}
+
+impl Request {
+    /// Deserialises the arguments; a mismatch is a `bad_request` that says which
+    /// field and why.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, BusError> {
+        let args = if self.args.is_null() {
+            Value::Object(Default::default())
+        } else {
+            self.args.clone()
+        };
+        serde_json::from_value(args).map_err(|e| {
+            BusError::bad_request(format!("invalid arguments for {}: {e}", self.action))
+        })
+    }
+}
+
+/// A message delivered to a local subscriber.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, BusError>> + Send>>;
+type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
+
+/// A cloneable handle on one broker connection.
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: AsyncClient,
+    options: BusOptions,
+    reply_topic: String,
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<String, oneshot::Sender<ReplyEnvelope>>>,
+    handlers: RwLock<HashMap<String, Handler>>,
+    serving: std::sync::atomic::AtomicBool,
+    /// Retained state this client owns: republished after every reconnect.
+    state: Mutex<BTreeMap<String, Vec<u8>>>,
+    subscribers: Mutex<Vec<(String, QoS, mpsc::UnboundedSender<Message>)>>,
+    permits: Arc<Semaphore>,
+    connected: watch::Sender<bool>,
+}
+
+const ONLINE: &[u8] = b"online";
+const OFFLINE: &[u8] = b"offline";
+
+impl Bus {
+    /// Connects and waits for the first CONNACK (up to the request timeout). The
+    /// connection is kept up in the background from then on.
+    pub async fn connect(options: BusOptions) -> Result<Bus, BusError> {
+        let mut mqtt = MqttOptions::new(
+            options.client_id.clone(),
+            options.address.ip().to_string(),
+            options.address.port(),
+        );
+        mqtt.set_credentials(options.username.clone(), options.password.clone())
+            .set_keep_alive(Duration::from_secs(15))
+            .set_clean_session(true)
+            .set_max_packet_size(options.max_packet, options.max_packet)
+            .set_request_channel_capacity(4096)
+            .set_inflight(200);
+        if let Some(service) = &options.service {
+            mqtt.set_last_will(LastWill::new(
+                topics::service_status(service),
+                OFFLINE,
+                QoS::AtLeastOnce,
+                true,
+            ));
+        }
+        let (client, eventloop) = AsyncClient::new(mqtt, 4096);
+        let (connected, mut ready) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            client,
+            reply_topic: topics::reply(&options.client_id),
+            permits: Arc::new(Semaphore::new(options.max_concurrent_commands)),
+            options,
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            handlers: RwLock::new(HashMap::new()),
+            serving: Default::default(),
+            state: Mutex::new(BTreeMap::new()),
+            subscribers: Mutex::new(Vec::new()),
+            connected,
+        });
+        tokio::spawn(run_event_loop(Arc::downgrade(&inner), eventloop));
+        let timeout = inner.options.request_timeout;
+        match tokio::time::timeout(timeout, ready.wait_for(|up| *up)).await {
+            Ok(Ok(_)) => Ok(Bus { inner }),
+            _ => {
+                let _ = inner.client.try_disconnect();
+                Err(BusError::unavailable(format!(
+                    "broker at {} did not accept the connection within {timeout:?}",
+                    inner.options.address
+                )))
+            }
+        }
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.inner.options.client_id
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.inner.connected.borrow()
+    }
+
+    /// Registers the handler for `action` on this service. Register every action
+    /// before [`Bus::serve`].
+    pub fn handle<F, Fut>(&self, action: &str, handler: F)
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, BusError>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
+        self.inner
+            .handlers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(action.to_owned(), handler);
+    }
+
+    /// Starts taking commands (`cubeos/cmd/<service>/+`) and marks the service online.
+    pub async fn serve(&self) -> Result<(), BusError> {
+        let Some(service) = self.inner.options.service.clone() else {
+            return Err(BusError::internal(
+                "serve() needs a bus connected as a service",
+            ));
+        };
+        self.inner.serving.store(true, Ordering::SeqCst);
+        self.inner
+            .client
+            .subscribe(topics::commands_of(&service), QoS::AtLeastOnce)
+            .await
+            .map_err(client_down)?;
+        self.inner
+            .client
+            .publish(
+                topics::service_status(&service),
+                QoS::AtLeastOnce,
+                true,
+                ONLINE,
+            )
+            .await
+            .map_err(client_down)
+    }
+
+    /// Sends a command and waits for its reply (the configured request timeout).
+    pub async fn request<A: Serialize>(
+        &self,
+        service: &str,
+        action: &str,
+        args: &A,
+    ) -> Result<Value, BusError> {
+        self.request_with_timeout(service, action, args, self.inner.options.request_timeout)
+            .await
+    }
+
+    pub async fn request_with_timeout<A: Serialize>(
+        &self,
+        service: &str,
+        action: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<Value, BusError> {
+        let id = self
+            .inner
+            .next_id
+            .fetch_add(1, Ordering::Relaxed)
+            .to_string();
+        let envelope = RequestEnvelope {
+            id: id.clone(),
+            reply_to: self.inner.reply_topic.clone(),
+            args: serde_json::to_value(args).map_err(|e| BusError::bad_request(e.to_string()))?,
+            caller: None,
+        };
+        let payload =
+            serde_json::to_vec(&envelope).map_err(|e| BusError::internal(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), tx);
+        let sent = self
+            .inner
+            .client
+            .publish(
+                topics::command(service, action),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await;
+        let outcome = match sent {
+            Err(e) => Err(client_down(e)),
+            Ok(()) => match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(reply)) => reply.into_result(),
+                Ok(Err(_)) => Err(BusError::unavailable("bus connection closed")),
+                Err(_) => Err(BusError::new(
+                    ErrorCode::Timeout,
+                    format!("no reply from {service} to {action} within {timeout:?}"),
+                )),
+            },
+        };
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        outcome
+    }
+
+    /// Publishes retained state that this client owns, and remembers it so that it
+    /// is republished after a reconnect.
+    pub async fn publish_state<T: Serialize>(
+        &self,
+        topic: &str,
+        value: &T,
+    ) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(value).map_err(|e| BusError::internal(e.to_string()))?;
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_owned(), payload.clone());
+        self.inner
+            .client
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await
+            .map_err(client_down)
+    }
+
+    /// Clears a retained state topic (an empty *retained* publish) and forgets it.
+    pub async fn clear_state(&self, topic: &str) -> Result<(), BusError> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(topic);
+        self.inner
+            .client
+            .publish(topic, QoS::AtLeastOnce, true, Vec::new())
+            .await
+            .map_err(client_down)
+    }
+
+    /// Publishes a (non-retained) event.
+    pub async fn publish_event<T: Serialize>(
+        &self,
+        topic: &str,
+        value: &T,
+    ) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(value).map_err(|e| BusError::internal(e.to_string()))?;
+        self.inner
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .map_err(client_down)
+    }
+
+    /// Delivers every message matching `filter` to the returned receiver, across
+    /// reconnects. Subscribe to `cubeos/state/#` at QoS 0: rumqttd hands a fresh QoS 1
+    /// wildcard subscriber at most 100 retained messages.
+    pub async fn subscribe(
+        &self,
+        filter: &str,
+        qos: QoS,
+    ) -> Result<mpsc::UnboundedReceiver<Message>, BusError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((filter.to_owned(), qos, tx));
+        self.inner
+            .client
+            .subscribe(filter, qos)
+            .await
+            .map_err(client_down)?;
+        Ok(rx)
+    }
+
+    /// Marks a service offline and disconnects.
+    pub async fn shutdown(&self) {
+        if let Some(service) = &self.inner.options.service {
+            let _ = self
+                .inner
+                .client
+                .publish(
+                    topics::service_status(service),
+                    QoS::AtLeastOnce,
+                    true,
+                    OFFLINE,
+                )
+                .await;
+        }
+        let _ = self.inner.client.disconnect().await;
+    }
+}
+
+fn client_down(e: rumqttc::ClientError) -> BusError {
+    BusError::unavailable(format!("bus client stopped: {e}"))
+}
+
+/// Polls the connection for as long as a [`Bus`] handle exists, reconnecting with
+/// backoff.
+async fn run_event_loop(inner: std::sync::Weak<Inner>, mut eventloop: EventLoop) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let event = eventloop.poll().await;
+        let Some(inner) = inner.upgrade() else { return };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(50);
+                on_connect(&inner);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                route(&inner, p.topic, p.payload.to_vec(), p.retain)
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                inner.connected.send_replace(false);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let was_up = inner.connected.send_replace(false);
+                if was_up {
+                    warn!(client = %inner.options.client_id, error = %e, "bus connection lost; reconnecting");
+                } else {
+                    debug!(client = %inner.options.client_id, error = %e, "bus connect failed");
+                }
+                drop(inner);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// After every CONNACK: resubscribe, announce liveness, republish owned state.
+/// Queued with `try_*` because this runs on the event-loop task, which is what
+/// drains the queue.
+fn on_connect(inner: &Arc<Inner>) {
+    let c = &inner.client;
+    let mut filters = vec![(inner.reply_topic.clone(), QoS::AtLeastOnce)];
+    if let (true, Some(service)) = (inner.serving.load(Ordering::SeqCst), &inner.options.service) {
+        filters.push((topics::commands_of(service), QoS::AtLeastOnce));
+    }
+    for (filter, qos, _) in inner
+        .subscribers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        filters.push((filter.clone(), *qos));
+    }
+    let filters = filters
+        .into_iter()
+        .map(|(f, q)| rumqttc::SubscribeFilter::new(f, q));
+    if let Err(e) = c.try_subscribe_many(filters) {
+        warn!(error = %e, "could not queue subscriptions");
+    }
+    if let (true, Some(service)) = (inner.serving.load(Ordering::SeqCst), &inner.options.service) {
+        let _ = c.try_publish(
+            topics::service_status(service),
+            QoS::AtLeastOnce,
+            true,
+            ONLINE,
+        );
+    }
+    let owned: Vec<(String, Vec<u8>)> = inner
+        .state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(t, p)| (t.clone(), p.clone()))
+        .collect();
+    if !owned.is_empty() {
+        // Thousands of topics can exceed the queue: hand them over from a task.
+        let client = c.clone();
+        tokio::spawn(async move {
+            for (topic, payload) in owned {
+                if client
+                    .publish(topic, QoS::AtLeastOnce, true, payload)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    inner.connected.send_replace(true);
+}
+
+fn route(inner: &Arc<Inner>, topic: String, payload: Vec<u8>, retain: bool) {
+    if topic == inner.reply_topic {
+        match serde_json::from_slice::<ReplyEnvelope>(&payload) {
+            Ok(reply) => {
+                let waiter = inner
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&reply.id);
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(reply);
+                    }
+                    None => debug!(id = %reply.id, "reply for no pending request (timed out?)"),
+                }
+            }
+            Err(e) => warn!(error = %e, "unparseable reply dropped"),
+        }
+        return;
+    }
+    if let Some((service, action)) = topics::parse_command(&topic) {
+        if inner.options.service.as_deref() == Some(service) && inner.serving.load(Ordering::SeqCst)
+        {
+            dispatch(inner, action.to_owned(), payload);
+            return;
+        }
+    }
+    let message = Message {
+        topic,
+        payload,
+        retain,
+    };
+    let mut subs = inner.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+    subs.retain(|(_, _, tx)| !tx.is_closed());
+    for (filter, _, tx) in subs.iter() {
+        if topics::matches(filter, &message.topic) {
+            let _ = tx.send(message.clone());
+        }
+    }
+}
+
+/// Validates a command envelope and runs its handler on its own task.
+fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
+    let limit = inner.options.max_command_bytes;
+    let parsed = if payload.len() > limit {
+        Err(format!(
+            "payload of {} bytes exceeds the {limit}-byte command limit",
+            payload.len()
+        ))
+    } else {
+        serde_json::from_slice::<RequestEnvelope>(&payload)
+            .map_err(|e| format!("malformed command envelope: {e}"))
+    };
+    let envelope = match parsed {
+        Ok(env) if topics::is_reply_topic(&env.reply_to) => env,
+        Ok(env) => {
+            warn!(%action, reply_to = %crate::validate::truncate(&env.reply_to, 80), "command without a usable reply_to dropped");
+            return;
+        }
+        Err(problem) => {
+            match salvage_reply_address(&payload) {
+                Some((id, reply_to)) => {
+                    debug!(%action, %problem, "malformed command answered");
+                    let reply = ReplyEnvelope::from_result(id, Err(BusError::bad_request(problem)));
+                    send_reply(inner, reply_to, reply);
+                }
+                None => {
+                    warn!(%action, %problem, "malformed command without a usable reply_to dropped")
+                }
+            }
+            return;
+        }
+    };
+    let handler = inner
+        .handlers
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&action)
+        .cloned();
+    let Some(handler) = handler else {
+        let mut known: Vec<String> = inner
+            .handlers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        known.sort();
+        let err = BusError::bad_request(format!(
+            "unknown action '{}'",
+            crate::validate::truncate(&action, 64)
+        ))
+        .with_details(serde_json::json!({ "actions": known }));
+        send_reply(
+            inner,
+            envelope.reply_to,
+            ReplyEnvelope::from_result(envelope.id, Err(err)),
+        );
+        return;
+    };
+    let inner = Arc::clone(inner);
+    let permits = Arc::clone(&inner.permits);
+    tokio::spawn(async move {
+        let Ok(_permit) = permits.acquire_owned().await else {
+            return;
+        };
+        let span = info_span!("command", %action, id = %envelope.id);
+        let request = Request {
+            action,
+            id: envelope.id.clone(),
+            args: envelope.args,
+            caller: envelope.caller,
+        };
+        // A panicking handler must not take the service down nor leave the caller
+        // waiting: run it as its own task and answer `internal` if it dies.
+        let result = match tokio::spawn(handler(request).instrument(span.clone())).await {
+            Ok(result) => result,
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, "command handler failed"));
+                Err(BusError::internal("the command handler failed"))
+            }
+        };
+        if let Err(e) = &result {
+            span.in_scope(|| debug!(code = %e.code, message = %e.message, "command refused"));
+        }
+        send_reply(
+            &inner,
+            envelope.reply_to,
+            ReplyEnvelope::from_result(envelope.id, result),
+        );
+    });
+}
+
+fn send_reply(inner: &Arc<Inner>, reply_to: String, reply: ReplyEnvelope) {
+    let payload = match serde_json::to_vec(&reply) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "reply could not be encoded");
+            return;
+        }
+    };
+    let client = inner.client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = client
+            .publish(reply_to, QoS::AtLeastOnce, false, payload)
+            .await
+        {
+            warn!(error = %e, "reply could not be sent");
+        }
+    });
+}

@@ -1,0 +1,287 @@
+//! Configuration: built-in defaults, then an optional TOML file, then
+//! `CUBEOS__SECTION__KEY` environment variables (DESIGN.md section 6).
+//!
+//! Every key has a default, so `cubeos up` runs with no file at all. Durations are
+//! humantime strings (`30s`, `5m`); sizes are bytes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the TOML file is looked for when `--config` is not given. A missing default
+/// file is fine; a missing explicit one is an error.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/cubeos/cubeos.toml";
+
+/// Prefix of the environment overrides: `CUBEOS__BROKER__TCP_LISTEN=127.0.0.1:1884`.
+pub const ENV_PREFIX: &str = "CUBEOS";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Root of everything CubeOS writes: the database, broker credentials, apps.
+    pub data_dir: PathBuf,
+    pub log: LogConfig,
+    pub broker: BrokerConfig,
+    pub bus: BusConfig,
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing `EnvFilter` directive, e.g. `info` or `cubeos_registry=debug`.
+    pub level: String,
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// MQTT over TCP for the services; loopback, since it trusts its clients.
+    pub tcp_listen: SocketAddr,
+    /// MQTT 3.1.1 over WebSocket for the dashboard.
+    pub ws_listen: SocketAddr,
+    /// Where clients (services, the CLI) connect.
+    pub address: SocketAddr,
+    /// Largest MQTT payload the broker accepts, in bytes. Larger packets end the
+    /// sender's connection; services refuse commands above `bus.max_command_bytes`.
+    pub max_payload: usize,
+    pub max_connections: usize,
+    /// Retained messages a fresh QoS 0 wildcard subscriber can receive at once:
+    /// rumqttd silently drops the rest, so this must exceed the number of state topics.
+    pub max_outgoing_packet_count: u64,
+    /// Per-filter in-memory log: segment size (bytes) x count bounds RAM per
+    /// filter, and is also how far a subscriber may lag before rumqttd drops
+    /// messages it has not read yet.
+    pub segment_size: usize,
+    pub segment_count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// How long a request waits for its reply.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Largest command payload a service will parse.
+    pub max_command_bytes: usize,
+    /// Commands one service handles at the same time.
+    pub max_concurrent_commands: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// How long a connection waits on a locked database before failing.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+    /// Read-only connections for queries (writes use a single connection).
+    pub read_connections: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./cubeos-data"),
+            log: LogConfig::default(),
+            broker: BrokerConfig::default(),
+            bus: BusConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            tcp_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            ws_listen: SocketAddr::from(([0, 0, 0, 0], 9001)),
+            address: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            max_payload: 2 * 1024 * 1024,
+            max_connections: 1024,
+            max_outgoing_packet_count: 10_000,
+            segment_size: 1024 * 1024,
+            segment_count: 3,
+        }
+    }
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            request_timeout: Duration::from_secs(10),
+            max_command_bytes: 256 * 1024,
+            max_concurrent_commands: 64,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or [`DEFAULT_CONFIG_FILE`] if it exists), then
+    /// the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// [`Config::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |e: config::ConfigError| ConfigError::Invalid(e.to_string());
+        let defaults = config::Config::try_from(&Config::default()).map_err(invalid)?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => builder = builder.add_source(config::File::from(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                builder = builder.add_source(config::File::with_name(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        let env: config::Map<String, String> = env.into_iter().collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env)),
+        );
+        let cfg: Config = builder
+            .build()
+            .map_err(invalid)?
+            .try_deserialize()
+            .map_err(invalid)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Rejects values that would make a component misbehave (rumqttd panics on a
+    /// segment under 1 KiB, for one).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let b = &self.broker;
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if b.segment_size < 1024 {
+            return bad("broker.segment_size must be at least 1024 bytes");
+        }
+        if b.segment_count == 0 {
+            return bad("broker.segment_count must be at least 1");
+        }
+        if b.max_connections == 0 || b.max_outgoing_packet_count == 0 {
+            return bad(
+                "broker.max_connections and broker.max_outgoing_packet_count must be positive",
+            );
+        }
+        if self.bus.max_command_bytes == 0 || self.bus.max_command_bytes > b.max_payload {
+            return bad("bus.max_command_bytes must be between 1 and broker.max_payload");
+        }
+        if self.bus.max_concurrent_commands == 0 || self.store.read_connections == 0 {
+            return bad("bus.max_concurrent_commands and store.read_connections must be positive");
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("cubeos.db")
+    }
+
+    /// The broker's generated service credentials (mode 0600).
+    pub fn credentials_path(&self) -> PathBuf {
+        self.data_dir.join("broker-credentials.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./cubeos-data"));
+        assert_eq!(c.broker.tcp_listen.port(), 1883);
+        assert_eq!(c.bus.request_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cubeos.toml");
+        std::fs::write(
+            &file,
+            "data_dir = '/tmp/x'\n[broker]\ntcp_listen = '127.0.0.1:2000'\n[bus]\nrequest_timeout = '1m 30s'\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            env(&[
+                ("CUBEOS__BROKER__TCP_LISTEN", "127.0.0.1:3000"),
+                ("CUBEOS__LOG__LEVEL", "debug"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.broker.tcp_listen.port(), 3000);
+        assert_eq!(c.bus.request_timeout, Duration::from_secs(90));
+        assert_eq!(c.log.level, "debug");
+    }
+
+    #[test]
+    fn bad_values_are_typed_errors() {
+        assert!(matches!(
+            Config::load_from(None, env(&[("CUBEOS__BROKER__SEGMENT_SIZE", "10")])),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Config::load_from(None, env(&[("CUBEOS__BUS__REQUEST_TIMEOUT", "soon")])),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Config::load_from(Some(Path::new("/nonexistent/cubeos.toml")), env(&[])),
+            Err(ConfigError::MissingFile(_))
+        ));
+    }
+}

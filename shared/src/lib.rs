@@ -1,0 +1,35 @@
+//! The CubeOS common crate: everything two services must agree on.
+//!
+//! CubeOS is a set of small services linked by an MQTT broker. They share no Rust
+//! code paths at run time — only the contract in this crate:
+//!
+//! - [`topics`]: every topic of the bus, one function each. No other code spells a
+//!   topic string, so the contract can be read (and changed) in one place.
+//! - [`envelope`]: the request / reply / error envelopes and the closed set of wire
+//!   error codes ([`ErrorCode`]); [`BusError`] is the one error type that crosses the
+//!   bus, and each service maps its own typed errors onto it exactly once.
+//! - [`bus`]: the client every service and the CLI use: request with timeout and
+//!   correlation id, one handler per action, retained state that survives reconnects
+//!   (the broker keeps nothing across restarts, so the client republishes what it
+//!   owns), and the liveness last will.
+//! - [`models`]: one struct per table of the store (serde + sqlx `FromRow`). Secret
+//!   columns are never serialised.
+//! - [`validate`]: field rules (names that become paths, ports, enums, lengths).
+//! - [`config`]: built-in defaults, an optional TOML file, `CUBEOS__SECTION__KEY`
+//!   environment overrides, humantime durations.
+//! - [`telemetry`]: tracing setup.
+//! - [`service`]: the [`ServiceContext`] handed to each service's `run`.
+
+pub mod bus;
+pub mod config;
+pub mod envelope;
+pub mod models;
+pub mod service;
+pub mod telemetry;
+pub mod topics;
+pub mod validate;
+
+pub use bus::{Bus, BusOptions, Request};
+pub use config::Config;
+pub use envelope::{BusError, ErrorCode};
+pub use service::ServiceContext;

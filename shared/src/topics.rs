@@ -1,0 +1,164 @@
+//! The bus contract's topic table (DESIGN.md section 3). Every topic string in CubeOS
+//! is built here and nowhere else.
+//!
+//! | kind | topic | retained |
+//! |---|---|---|
+//! | command | `cubeos/cmd/<service>/<action>` | no |
+//! | reply | `cubeos/reply/<client-id>` | no |
+//! | state | `cubeos/state/<domain>[/<key>]` | yes |
+//! | event | `cubeos/events/<domain>/<event>` | no |
+//! | liveness | `cubeos/svc/<service>/status` | yes |
+//! | hardware | `cubeos/hw/<device>/<event>` | no |
+//! | node | `cubeos/nodes/<node-id>/...` | both |
+
+/// Root of every CubeOS topic.
+pub const ROOT: &str = "cubeos";
+
+const CMD: &str = "cubeos/cmd/";
+const REPLY: &str = "cubeos/reply/";
+
+/// `cubeos/cmd/<service>/<action>`: a command to one service.
+pub fn command(service: &str, action: &str) -> String {
+    format!("{CMD}{service}/{action}")
+}
+
+/// `cubeos/cmd/<service>/+`: every command addressed to `service`.
+pub fn commands_of(service: &str) -> String {
+    format!("{CMD}{service}/+")
+}
+
+/// Splits a command topic into `(service, action)`.
+pub fn parse_command(topic: &str) -> Option<(&str, &str)> {
+    let rest = topic.strip_prefix(CMD)?;
+    let (service, action) = rest.split_once('/')?;
+    (!service.is_empty() && !action.is_empty() && !action.contains('/'))
+        .then_some((service, action))
+}
+
+/// `cubeos/reply/<client-id>`: where replies to one client go.
+pub fn reply(client_id: &str) -> String {
+    format!("{REPLY}{client_id}")
+}
+
+/// True when `topic` is a concrete reply topic a service may publish to: under
+/// `cubeos/reply/`, one level, no wildcards, no NUL, bounded length.
+pub fn is_reply_topic(topic: &str) -> bool {
+    const MAX_TOPIC_LEN: usize = 256;
+    match topic.strip_prefix(REPLY) {
+        Some(id) => {
+            !id.is_empty() && topic.len() <= MAX_TOPIC_LEN && !id.contains(['/', '+', '#', '\0'])
+        }
+        None => false,
+    }
+}
+
+/// `cubeos/state/apps/<name>`: an app's configuration (owner: registry).
+pub fn app_state(name: &str) -> String {
+    format!("cubeos/state/apps/{name}")
+}
+
+/// `cubeos/state/apps/<name>/status`: an app's runtime status (owner: orchestrator).
+pub fn app_status(name: &str) -> String {
+    format!("cubeos/state/apps/{name}/status")
+}
+
+/// `cubeos/state/system`: system_state as one object (owner: registry).
+pub fn system_state() -> String {
+    "cubeos/state/system".to_owned()
+}
+
+/// `cubeos/state/profiles/<name>`: a profile and the apps it enables (owner: registry).
+pub fn profile_state(name: &str) -> String {
+    format!("cubeos/state/profiles/{name}")
+}
+
+/// `cubeos/state/#`: the whole system's state, for dashboards and tests.
+pub fn all_state() -> String {
+    "cubeos/state/#".to_owned()
+}
+
+/// `cubeos/events/apps/<name>/<event>`, e.g. install progress.
+pub fn app_event(name: &str, event: &str) -> String {
+    format!("cubeos/events/apps/{name}/{event}")
+}
+
+/// `cubeos/svc/<service>/status`: `online` / `offline` (last will), retained.
+pub fn service_status(service: &str) -> String {
+    format!("cubeos/svc/{service}/status")
+}
+
+/// `cubeos/hw/<device>/<event>`: a hardware button or sensor event.
+pub fn hardware(device: &str, event: &str) -> String {
+    format!("cubeos/hw/{device}/{event}")
+}
+
+/// `cubeos/nodes/<node-id>/<suffix>`: a multi-node agent's topic.
+pub fn node(node_id: &str, suffix: &str) -> String {
+    format!("cubeos/nodes/{node_id}/{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_topics_round_trip() {
+        let t = command("registry", "app.create");
+        assert_eq!(t, "cubeos/cmd/registry/app.create");
+        assert_eq!(parse_command(&t), Some(("registry", "app.create")));
+        assert_eq!(parse_command("cubeos/cmd/registry"), None);
+        assert_eq!(parse_command("cubeos/cmd/registry/a/b"), None);
+        assert_eq!(parse_command("cubeos/state/apps/x"), None);
+    }
+
+    #[test]
+    fn reply_topics_are_concrete() {
+        assert!(is_reply_topic(&reply("cli-1")));
+        assert!(!is_reply_topic("cubeos/reply/"));
+        assert!(!is_reply_topic("cubeos/reply/#"));
+        assert!(!is_reply_topic("cubeos/reply/a/b"));
+        assert!(!is_reply_topic("cubeos/state/apps/x"));
+        assert!(!is_reply_topic(&reply(&"x".repeat(300))));
+    }
+}
+
+/// MQTT topic-filter matching (`+` one level, `#` the rest), for routing incoming
+/// messages to local subscribers.
+pub fn matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::matches;
+
+    #[test]
+    fn filters() {
+        assert!(matches("cubeos/state/#", "cubeos/state/apps/x"));
+        assert!(matches(
+            "cubeos/cmd/registry/+",
+            "cubeos/cmd/registry/app.get"
+        ));
+        assert!(!matches("cubeos/cmd/registry/+", "cubeos/cmd/registry/a/b"));
+        assert!(!matches(
+            "cubeos/state/apps/x",
+            "cubeos/state/apps/x/status"
+        ));
+        assert!(matches("cubeos/state/apps/x", "cubeos/state/apps/x"));
+    }
+}
+
+/// Service names: the `<service>` part of command and liveness topics.
+pub mod service {
+    pub const REGISTRY: &str = "registry";
+}

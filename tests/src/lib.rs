@@ -1,0 +1,231 @@
+//! Test support for CubeOS's cross-service tests: a real broker on free loopback
+//! ports, a real SQLite file in a temp dir, the registry running as it does in
+//! `cubeos up`, and helpers for third-party clients.
+//!
+//! A test that needs a tool this machine lacks calls [`require`]: it prints
+//! `SKIP <test>: <what is missing>` and the test passes, unless
+//! `CUBEOS_TEST_STRICT=1`, when it fails (DESIGN.md section 8).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cubeos_broker::Credentials;
+use cubeos_shared::service::{Shutdown, ShutdownTrigger};
+use cubeos_shared::{Bus, BusOptions, Config, ServiceContext};
+use serde_json::{Value, json};
+
+/// True when missing components must fail tests instead of skipping them.
+pub fn strict() -> bool {
+    std::env::var("CUBEOS_TEST_STRICT").is_ok_and(|v| v == "1")
+}
+
+/// Checks that `program` is on PATH. Without it: panics in strict mode, otherwise
+/// prints the SKIP line and returns false.
+pub fn require(test: &str, program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    skip_unless(test, found, &format!("{program} is not installed"))
+}
+
+/// Skips (or fails in strict mode) when `available` is false.
+pub fn skip_unless(test: &str, available: bool, missing: &str) -> bool {
+    if !available {
+        assert!(!strict(), "{test}: {missing} (CUBEOS_TEST_STRICT=1)");
+        println!("SKIP {test}: {missing}");
+    }
+    available
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A configuration with free loopback ports and its data under `dir`.
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.data_dir = dir.to_path_buf();
+    let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    config.broker.tcp_listen = tcp;
+    config.broker.address = tcp;
+    config.broker.ws_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    config.log.level = std::env::var("CUBEOS_TEST_LOG").unwrap_or_else(|_| "warn".into());
+    config
+}
+
+/// A running broker, with or without the registry.
+pub struct System {
+    pub dir: tempfile::TempDir,
+    pub config: Arc<Config>,
+    pub credentials: Credentials,
+    registry: Option<(ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl System {
+    /// Broker and registry, ready for commands.
+    pub async fn start() -> System {
+        let mut system = Self::broker_only().await;
+        system.start_registry().await;
+        system
+    }
+
+    /// Only the broker (for tests that run the registry as a separate process).
+    pub async fn broker_only() -> System {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = test_config(dir.path());
+        cubeos_shared::telemetry::init(&config.log);
+        let credentials =
+            Credentials::load_or_create(&config.credentials_path()).expect("credentials");
+        cubeos_broker::start(&config.broker, &credentials).expect("broker starts");
+        System {
+            dir,
+            config: Arc::new(config),
+            credentials,
+            registry: None,
+        }
+    }
+
+    /// Starts the registry in this process and waits until it answers.
+    pub async fn start_registry(&mut self) {
+        let bus = Bus::connect(
+            self.options(cubeos_registry::SERVICE)
+                .for_service(cubeos_registry::SERVICE),
+        )
+        .await
+        .expect("registry connects");
+        let (trigger, shutdown) = Shutdown::new();
+        let ctx = ServiceContext {
+            config: Arc::clone(&self.config),
+            bus,
+            shutdown,
+        };
+        let handle = tokio::spawn(cubeos_registry::run(ctx));
+        self.registry = Some((trigger, handle));
+        let client = self.client("ready-probe").await;
+        wait_for_registry(&client).await;
+        client.shutdown().await;
+    }
+
+    /// Stops the in-process registry and waits for it.
+    pub async fn stop_registry(&mut self) {
+        if let Some((trigger, handle)) = self.registry.take() {
+            trigger.trigger();
+            handle
+                .await
+                .expect("registry task")
+                .expect("registry stops cleanly");
+        }
+    }
+
+    pub fn options(&self, client_id: &str) -> BusOptions {
+        BusOptions::new(
+            &self.config,
+            client_id,
+            &self.credentials.username,
+            &self.credentials.password,
+        )
+    }
+
+    /// A bus client with its own id.
+    pub async fn client(&self, client_id: &str) -> Bus {
+        Bus::connect(self.options(client_id))
+            .await
+            .expect("client connects")
+    }
+
+    pub fn mqtt_port(&self) -> u16 {
+        self.config.broker.tcp_listen.port()
+    }
+
+    pub fn ws_port(&self) -> u16 {
+        self.config.broker.ws_listen.port()
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.config.database_path()
+    }
+
+    /// `-h -p -u -P` for mosquitto_pub / mosquitto_sub.
+    pub fn mosquitto_args(&self) -> Vec<String> {
+        vec![
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.mqtt_port().to_string(),
+            "-u".into(),
+            self.credentials.username.clone(),
+            "-P".into(),
+            self.credentials.password.clone(),
+        ]
+    }
+}
+
+/// Polls until the registry answers a read.
+pub async fn wait_for_registry(client: &Bus) {
+    for _ in 0..100 {
+        let probe = client
+            .request_with_timeout(
+                cubeos_registry::SERVICE,
+                "state.get",
+                &json!({}),
+                Duration::from_millis(500),
+            )
+            .await;
+        if probe.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the registry did not answer");
+}
+
+/// Every row of every table, for "nothing changed" assertions. Timestamps are
+/// included: a refused command must not even touch `updated_at`.
+pub async fn snapshot(db: &Path) -> Vec<(String, Vec<String>)> {
+    use sqlx::{ConnectOptions, Row, sqlite::SqliteConnectOptions};
+    let mut conn = SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .connect()
+        .await
+        .expect("open db");
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_sqlx%' ORDER BY name")
+            .fetch_all(&mut conn)
+            .await
+            .expect("tables");
+    let mut out = Vec::new();
+    for table in tables {
+        let sql = format!("SELECT * FROM \"{table}\" ORDER BY 1");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut conn)
+            .await
+            .expect("rows");
+        let rendered = rows
+            .iter()
+            .map(|row| {
+                (0..row.columns().len())
+                    .map(|i| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                            .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                            .unwrap_or_else(|_| "?".into())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        out.push((table, rendered));
+    }
+    out
+}
+
+/// A minimal app-create argument object.
+pub fn app_args(name: &str) -> Value {
+    json!({ "name": name })
+}
