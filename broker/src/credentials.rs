@@ -28,18 +28,10 @@ impl std::fmt::Debug for Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error(
-        "cannot read broker credentials {path}: {source} (is the data dir right, and readable by you?)"
-    )]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read broker credentials {path}: {source} (is the data dir right, and readable by you?)")]
+    Read { path: String, source: std::io::Error },
     #[error("cannot write broker credentials {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    Write { path: String, source: std::io::Error },
     #[error("broker credentials {path} are corrupt: {reason}")]
     Corrupt { path: String, reason: String },
 }
@@ -53,12 +45,8 @@ impl Credentials {
         let shown = path.display().to_string();
         if path.exists() {
             let creds = Self::load(path)?;
-            fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|source| {
-                CredentialsError::Write {
-                    path: shown,
-                    source,
-                }
-            })?;
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+                .map_err(|source| CredentialsError::Write { path: shown, source })?;
             return Ok(creds);
         }
         let write_err = |source| CredentialsError::Write {
@@ -77,23 +65,15 @@ impl Credentials {
             username: SERVICE_USER.to_owned(),
             password,
         };
-        let json =
-            serde_json::to_vec_pretty(&creds).map_err(|e| write_err(std::io::Error::other(e)))?;
+        let json = serde_json::to_vec_pretty(&creds).map_err(|e| write_err(std::io::Error::other(e)))?;
         // create_new + 0600 from the start: the secret is never readable by others,
         // and two processes racing on first start cannot both write it.
-        let mut file = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
+        let mut file = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Self::load(path),
             Err(e) => return Err(write_err(e)),
         };
-        file.write_all(&json)
-            .and_then(|_| file.sync_all())
-            .map_err(write_err)?;
+        file.write_all(&json).and_then(|_| file.sync_all()).map_err(write_err)?;
         Ok(creds)
     }
 
@@ -104,11 +84,10 @@ impl Credentials {
             path: shown.clone(),
             source,
         })?;
-        let creds: Credentials =
-            serde_json::from_slice(&bytes).map_err(|e| CredentialsError::Corrupt {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?;
+        let creds: Credentials = serde_json::from_slice(&bytes).map_err(|e| CredentialsError::Corrupt {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
         if creds.username.is_empty() || creds.password.len() < 16 {
             return Err(CredentialsError::Corrupt {
                 path: shown,

@@ -59,10 +59,7 @@ pub struct RunningBroker {
 }
 
 /// Starts the broker and returns once both listeners accept connections.
-pub fn start(
-    config: &BrokerConfig,
-    credentials: &Credentials,
-) -> Result<RunningBroker, BrokerError> {
+pub fn start(config: &BrokerConfig, credentials: &Credentials) -> Result<RunningBroker, BrokerError> {
     // rumqttd only logs a failed bind from its server thread; check here so that an
     // address in use is an error the caller sees.
     for (addr, what) in [(config.tcp_listen, "mqtt"), (config.ws_listen, "websocket")] {
@@ -80,11 +77,7 @@ pub fn start(
         .map_err(BrokerError::Thread)?;
     let timeout = Duration::from_secs(5);
     for (addr, what) in [(config.tcp_listen, "mqtt"), (config.ws_listen, "websocket")] {
-        wait_listening(addr, timeout).ok_or(BrokerError::NotReady {
-            addr,
-            what,
-            timeout,
-        })?;
+        wait_listening(addr, timeout).ok_or(BrokerError::NotReady { addr, what, timeout })?;
         info!(%addr, listener = what, "broker listening");
     }
     Ok(RunningBroker {

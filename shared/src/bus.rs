@@ -26,9 +26,7 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::envelope::{
-    BusError, Caller, ErrorCode, ReplyEnvelope, RequestEnvelope, salvage_reply_address,
-};
+use crate::envelope::{BusError, Caller, ErrorCode, ReplyEnvelope, RequestEnvelope, salvage_reply_address};
 use crate::topics;
 
 /// How to reach the broker and who this client is.
@@ -52,12 +50,7 @@ pub struct BusOptions {
 
 impl BusOptions {
     /// Options for `client_id` from the configuration and the broker credentials.
-    pub fn new(
-        config: &crate::Config,
-        client_id: impl Into<String>,
-        username: &str,
-        password: &str,
-    ) -> Self {
+    pub fn new(config: &crate::Config, client_id: impl Into<String>, username: &str, password: &str) -> Self {
         BusOptions {
             address: config.broker.address,
             username: username.to_owned(),
@@ -97,9 +90,8 @@ impl Request {
         } else {
             self.args.clone()
         };
-        serde_json::from_value(args).map_err(|e| {
-            BusError::bad_request(format!("invalid arguments for {}: {e}", self.action))
-        })
+        serde_json::from_value(args)
+            .map_err(|e| BusError::bad_request(format!("invalid arguments for {}: {e}", self.action)))
     }
 }
 
@@ -133,6 +125,7 @@ struct Inner {
     subscribers: Mutex<Vec<(String, QoS, mpsc::UnboundedSender<Message>)>>,
     permits: Arc<Semaphore>,
     connected: watch::Sender<bool>,
+    event_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 const ONLINE: &[u8] = b"online";
@@ -175,13 +168,17 @@ impl Bus {
             state: Mutex::new(BTreeMap::new()),
             subscribers: Mutex::new(Vec::new()),
             connected,
+            event_loop: Mutex::new(None),
         });
-        tokio::spawn(run_event_loop(Arc::downgrade(&inner), eventloop));
+        let task = tokio::spawn(run_event_loop(Arc::downgrade(&inner), eventloop));
+        *inner.event_loop.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         let timeout = inner.options.request_timeout;
         match tokio::time::timeout(timeout, ready.wait_for(|up| *up)).await {
             Ok(Ok(_)) => Ok(Bus { inner }),
             _ => {
-                let _ = inner.client.try_disconnect();
+                if let Some(task) = inner.event_loop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    task.abort();
+                }
                 Err(BusError::unavailable(format!(
                     "broker at {} did not accept the connection within {timeout:?}",
                     inner.options.address
@@ -216,9 +213,7 @@ impl Bus {
     /// Starts taking commands (`cubeos/cmd/<service>/+`) and marks the service online.
     pub async fn serve(&self) -> Result<(), BusError> {
         let Some(service) = self.inner.options.service.clone() else {
-            return Err(BusError::internal(
-                "serve() needs a bus connected as a service",
-            ));
+            return Err(BusError::internal("serve() needs a bus connected as a service"));
         };
         self.inner.serving.store(true, Ordering::SeqCst);
         self.inner
@@ -228,23 +223,13 @@ impl Bus {
             .map_err(client_down)?;
         self.inner
             .client
-            .publish(
-                topics::service_status(&service),
-                QoS::AtLeastOnce,
-                true,
-                ONLINE,
-            )
+            .publish(topics::service_status(&service), QoS::AtLeastOnce, true, ONLINE)
             .await
             .map_err(client_down)
     }
 
     /// Sends a command and waits for its reply (the configured request timeout).
-    pub async fn request<A: Serialize>(
-        &self,
-        service: &str,
-        action: &str,
-        args: &A,
-    ) -> Result<Value, BusError> {
+    pub async fn request<A: Serialize>(&self, service: &str, action: &str, args: &A) -> Result<Value, BusError> {
         self.request_with_timeout(service, action, args, self.inner.options.request_timeout)
             .await
     }
@@ -256,19 +241,14 @@ impl Bus {
         args: &A,
         timeout: Duration,
     ) -> Result<Value, BusError> {
-        let id = self
-            .inner
-            .next_id
-            .fetch_add(1, Ordering::Relaxed)
-            .to_string();
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed).to_string();
         let envelope = RequestEnvelope {
             id: id.clone(),
             reply_to: self.inner.reply_topic.clone(),
             args: serde_json::to_value(args).map_err(|e| BusError::bad_request(e.to_string()))?,
             caller: None,
         };
-        let payload =
-            serde_json::to_vec(&envelope).map_err(|e| BusError::internal(e.to_string()))?;
+        let payload = serde_json::to_vec(&envelope).map_err(|e| BusError::internal(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         self.inner
             .pending
@@ -278,12 +258,7 @@ impl Bus {
         let sent = self
             .inner
             .client
-            .publish(
-                topics::command(service, action),
-                QoS::AtLeastOnce,
-                false,
-                payload,
-            )
+            .publish(topics::command(service, action), QoS::AtLeastOnce, false, payload)
             .await;
         let outcome = match sent {
             Err(e) => Err(client_down(e)),
@@ -296,21 +271,13 @@ impl Bus {
                 )),
             },
         };
-        self.inner
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         outcome
     }
 
     /// Publishes retained state that this client owns, and remembers it so that it
     /// is republished after a reconnect.
-    pub async fn publish_state<T: Serialize>(
-        &self,
-        topic: &str,
-        value: &T,
-    ) -> Result<(), BusError> {
+    pub async fn publish_state<T: Serialize>(&self, topic: &str, value: &T) -> Result<(), BusError> {
         let payload = serde_json::to_vec(value).map_err(|e| BusError::internal(e.to_string()))?;
         self.inner
             .state
@@ -326,11 +293,7 @@ impl Bus {
 
     /// Clears a retained state topic (an empty *retained* publish) and forgets it.
     pub async fn clear_state(&self, topic: &str) -> Result<(), BusError> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(topic);
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner()).remove(topic);
         self.inner
             .client
             .publish(topic, QoS::AtLeastOnce, true, Vec::new())
@@ -339,11 +302,7 @@ impl Bus {
     }
 
     /// Publishes a (non-retained) event.
-    pub async fn publish_event<T: Serialize>(
-        &self,
-        topic: &str,
-        value: &T,
-    ) -> Result<(), BusError> {
+    pub async fn publish_event<T: Serialize>(&self, topic: &str, value: &T) -> Result<(), BusError> {
         let payload = serde_json::to_vec(value).map_err(|e| BusError::internal(e.to_string()))?;
         self.inner
             .client
@@ -355,40 +314,31 @@ impl Bus {
     /// Delivers every message matching `filter` to the returned receiver, across
     /// reconnects. Subscribe to `cubeos/state/#` at QoS 0: rumqttd hands a fresh QoS 1
     /// wildcard subscriber at most 100 retained messages.
-    pub async fn subscribe(
-        &self,
-        filter: &str,
-        qos: QoS,
-    ) -> Result<mpsc::UnboundedReceiver<Message>, BusError> {
+    pub async fn subscribe(&self, filter: &str, qos: QoS) -> Result<mpsc::UnboundedReceiver<Message>, BusError> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.inner
             .subscribers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((filter.to_owned(), qos, tx));
-        self.inner
-            .client
-            .subscribe(filter, qos)
-            .await
-            .map_err(client_down)?;
+        self.inner.client.subscribe(filter, qos).await.map_err(client_down)?;
         Ok(rx)
     }
 
-    /// Marks a service offline and disconnects.
+    /// Closes the connection; for a service, the broker then publishes its last
+    /// will (`offline`).
+    ///
+    /// The connection is dropped rather than ended with an MQTT DISCONNECT: rumqttd
+    /// 0.20 turns DISCONNECT-then-close into two disconnect events, and when a new
+    /// client takes the freed connection slot in between (a CLI run right after
+    /// another), the second event disconnects the newcomer.
     pub async fn shutdown(&self) {
-        if let Some(service) = &self.inner.options.service {
-            let _ = self
-                .inner
-                .client
-                .publish(
-                    topics::service_status(service),
-                    QoS::AtLeastOnce,
-                    true,
-                    OFFLINE,
-                )
-                .await;
+        let task = self.inner.event_loop.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
         }
-        let _ = self.inner.client.disconnect().await;
+        self.inner.connected.send_replace(false);
     }
 }
 
@@ -408,13 +358,7 @@ async fn run_event_loop(inner: std::sync::Weak<Inner>, mut eventloop: EventLoop)
                 backoff = Duration::from_millis(50);
                 on_connect(&inner);
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                route(&inner, p.topic, p.payload.to_vec(), p.retain)
-            }
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                inner.connected.send_replace(false);
-                return;
-            }
+            Ok(Event::Incoming(Packet::Publish(p))) => route(&inner, p.topic, p.payload.to_vec(), p.retain),
             Ok(_) => {}
             Err(e) => {
                 let was_up = inner.connected.send_replace(false);
@@ -440,27 +384,15 @@ fn on_connect(inner: &Arc<Inner>) {
     if let (true, Some(service)) = (inner.serving.load(Ordering::SeqCst), &inner.options.service) {
         filters.push((topics::commands_of(service), QoS::AtLeastOnce));
     }
-    for (filter, qos, _) in inner
-        .subscribers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
+    for (filter, qos, _) in inner.subscribers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         filters.push((filter.clone(), *qos));
     }
-    let filters = filters
-        .into_iter()
-        .map(|(f, q)| rumqttc::SubscribeFilter::new(f, q));
+    let filters = filters.into_iter().map(|(f, q)| rumqttc::SubscribeFilter::new(f, q));
     if let Err(e) = c.try_subscribe_many(filters) {
         warn!(error = %e, "could not queue subscriptions");
     }
     if let (true, Some(service)) = (inner.serving.load(Ordering::SeqCst), &inner.options.service) {
-        let _ = c.try_publish(
-            topics::service_status(service),
-            QoS::AtLeastOnce,
-            true,
-            ONLINE,
-        );
+        let _ = c.try_publish(topics::service_status(service), QoS::AtLeastOnce, true, ONLINE);
     }
     let owned: Vec<(String, Vec<u8>)> = inner
         .state
@@ -474,11 +406,7 @@ fn on_connect(inner: &Arc<Inner>) {
         let client = c.clone();
         tokio::spawn(async move {
             for (topic, payload) in owned {
-                if client
-                    .publish(topic, QoS::AtLeastOnce, true, payload)
-                    .await
-                    .is_err()
-                {
+                if client.publish(topic, QoS::AtLeastOnce, true, payload).await.is_err() {
                     return;
                 }
             }
@@ -508,17 +436,12 @@ fn route(inner: &Arc<Inner>, topic: String, payload: Vec<u8>, retain: bool) {
         return;
     }
     if let Some((service, action)) = topics::parse_command(&topic) {
-        if inner.options.service.as_deref() == Some(service) && inner.serving.load(Ordering::SeqCst)
-        {
+        if inner.options.service.as_deref() == Some(service) && inner.serving.load(Ordering::SeqCst) {
             dispatch(inner, action.to_owned(), payload);
             return;
         }
     }
-    let message = Message {
-        topic,
-        payload,
-        retain,
-    };
+    let message = Message { topic, payload, retain };
     let mut subs = inner.subscribers.lock().unwrap_or_else(|p| p.into_inner());
     subs.retain(|(_, _, tx)| !tx.is_closed());
     for (filter, _, tx) in subs.iter() {
@@ -537,8 +460,7 @@ fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
             payload.len()
         ))
     } else {
-        serde_json::from_slice::<RequestEnvelope>(&payload)
-            .map_err(|e| format!("malformed command envelope: {e}"))
+        serde_json::from_slice::<RequestEnvelope>(&payload).map_err(|e| format!("malformed command envelope: {e}"))
     };
     let envelope = match parsed {
         Ok(env) if topics::is_reply_topic(&env.reply_to) => env,
@@ -575,11 +497,8 @@ fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
             .cloned()
             .collect();
         known.sort();
-        let err = BusError::bad_request(format!(
-            "unknown action '{}'",
-            crate::validate::truncate(&action, 64)
-        ))
-        .with_details(serde_json::json!({ "actions": known }));
+        let err = BusError::bad_request(format!("unknown action '{}'", crate::validate::truncate(&action, 64)))
+            .with_details(serde_json::json!({ "actions": known }));
         send_reply(
             inner,
             envelope.reply_to,
@@ -630,10 +549,7 @@ fn send_reply(inner: &Arc<Inner>, reply_to: String, reply: ReplyEnvelope) {
     };
     let client = inner.client.clone();
     tokio::spawn(async move {
-        if let Err(e) = client
-            .publish(reply_to, QoS::AtLeastOnce, false, payload)
-            .await
-        {
+        if let Err(e) = client.publish(reply_to, QoS::AtLeastOnce, false, payload).await {
             warn!(error = %e, "reply could not be sent");
         }
     });

@@ -182,11 +182,7 @@ impl Config {
                 .separator("__")
                 .source(Some(env)),
         );
-        let cfg: Config = builder
-            .build()
-            .map_err(invalid)?
-            .try_deserialize()
-            .map_err(invalid)?;
+        let cfg: Config = builder.build().map_err(invalid)?.try_deserialize().map_err(invalid)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -203,9 +199,7 @@ impl Config {
             return bad("broker.segment_count must be at least 1");
         }
         if b.max_connections == 0 || b.max_outgoing_packet_count == 0 {
-            return bad(
-                "broker.max_connections and broker.max_outgoing_packet_count must be positive",
-            );
+            return bad("broker.max_connections and broker.max_outgoing_packet_count must be positive");
         }
         if self.bus.max_command_bytes == 0 || self.bus.max_command_bytes > b.max_payload {
             return bad("bus.max_command_bytes must be between 1 and broker.max_payload");
@@ -232,10 +226,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]

@@ -240,14 +240,8 @@ mod tests {
             salvage_reply_address(wrong_types),
             Some(("5".into(), "cubeos/reply/c2".into()))
         );
-        assert_eq!(
-            salvage_reply_address(br#"{"reply_to":"cubeos/state/apps/x"}"#),
-            None
-        );
-        assert_eq!(
-            salvage_reply_address(br#"{"reply_to":"cubeos/reply/#"}"#),
-            None
-        );
+        assert_eq!(salvage_reply_address(br#"{"reply_to":"cubeos/state/apps/x"}"#), None);
+        assert_eq!(salvage_reply_address(br#"{"reply_to":"cubeos/reply/#"}"#), None);
         assert_eq!(salvage_reply_address(b"\xff\xfe"), None);
         assert_eq!(salvage_reply_address(b"not json"), None);
     }

@@ -275,10 +275,7 @@ mod tests {
             updated_at: String::new(),
         };
         let json = serde_json::to_string(&user).unwrap();
-        assert!(
-            !json.contains("argon2id") && !json.contains("password_hash"),
-            "{json}"
-        );
+        assert!(!json.contains("argon2id") && !json.contains("password_hash"), "{json}");
 
         let net = NetworkConfig {
             id: 1,
@@ -291,9 +288,6 @@ mod tests {
             updated_at: String::new(),
         };
         let json = serde_json::to_string(&net).unwrap();
-        assert!(
-            !json.contains("hunter22") && json.contains("online_wifi"),
-            "{json}"
-        );
+        assert!(!json.contains("hunter22") && json.contains("online_wifi"), "{json}");
     }
 }

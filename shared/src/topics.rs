@@ -31,8 +31,7 @@ pub fn commands_of(service: &str) -> String {
 pub fn parse_command(topic: &str) -> Option<(&str, &str)> {
     let rest = topic.strip_prefix(CMD)?;
     let (service, action) = rest.split_once('/')?;
-    (!service.is_empty() && !action.is_empty() && !action.contains('/'))
-        .then_some((service, action))
+    (!service.is_empty() && !action.is_empty() && !action.contains('/')).then_some((service, action))
 }
 
 /// `cubeos/reply/<client-id>`: where replies to one client go.
@@ -45,9 +44,7 @@ pub fn reply(client_id: &str) -> String {
 pub fn is_reply_topic(topic: &str) -> bool {
     const MAX_TOPIC_LEN: usize = 256;
     match topic.strip_prefix(REPLY) {
-        Some(id) => {
-            !id.is_empty() && topic.len() <= MAX_TOPIC_LEN && !id.contains(['/', '+', '#', '\0'])
-        }
+        Some(id) => !id.is_empty() && topic.len() <= MAX_TOPIC_LEN && !id.contains(['/', '+', '#', '\0']),
         None => false,
     }
 }
@@ -145,15 +142,9 @@ mod filter_tests {
     #[test]
     fn filters() {
         assert!(matches("cubeos/state/#", "cubeos/state/apps/x"));
-        assert!(matches(
-            "cubeos/cmd/registry/+",
-            "cubeos/cmd/registry/app.get"
-        ));
+        assert!(matches("cubeos/cmd/registry/+", "cubeos/cmd/registry/app.get"));
         assert!(!matches("cubeos/cmd/registry/+", "cubeos/cmd/registry/a/b"));
-        assert!(!matches(
-            "cubeos/state/apps/x",
-            "cubeos/state/apps/x/status"
-        ));
+        assert!(!matches("cubeos/state/apps/x", "cubeos/state/apps/x/status"));
         assert!(matches("cubeos/state/apps/x", "cubeos/state/apps/x"));
     }
 }

@@ -56,15 +56,9 @@ pub fn port(field: &str, value: i64) -> FieldResult<u16> {
 /// Free text: bounded length, no control characters except newline and tab.
 pub fn text(field: &str, value: &str, max_len: usize) -> FieldResult<()> {
     if value.chars().count() > max_len {
-        return Err(FieldError::new(
-            field,
-            format!("longer than {max_len} characters"),
-        ));
+        return Err(FieldError::new(field, format!("longer than {max_len} characters")));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(FieldError::new(field, "contains control characters"));
     }
     Ok(())
@@ -75,10 +69,7 @@ pub fn one_of(field: &str, value: &str, allowed: &[&str]) -> FieldResult<()> {
     if allowed.contains(&value) {
         Ok(())
     } else {
-        Err(FieldError::new(
-            field,
-            format!("must be one of {}", allowed.join(", ")),
-        ))
+        Err(FieldError::new(field, format!("must be one of {}", allowed.join(", "))))
     }
 }
 

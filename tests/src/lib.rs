@@ -79,8 +79,7 @@ impl System {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = test_config(dir.path());
         cubeos_shared::telemetry::init(&config.log);
-        let credentials =
-            Credentials::load_or_create(&config.credentials_path()).expect("credentials");
+        let credentials = Credentials::load_or_create(&config.credentials_path()).expect("credentials");
         cubeos_broker::start(&config.broker, &credentials).expect("broker starts");
         System {
             dir,
@@ -115,10 +114,7 @@ impl System {
     pub async fn stop_registry(&mut self) {
         if let Some((trigger, handle)) = self.registry.take() {
             trigger.trigger();
-            handle
-                .await
-                .expect("registry task")
-                .expect("registry stops cleanly");
+            handle.await.expect("registry task").expect("registry stops cleanly");
         }
     }
 
@@ -133,9 +129,7 @@ impl System {
 
     /// A bus client with its own id.
     pub async fn client(&self, client_id: &str) -> Bus {
-        Bus::connect(self.options(client_id))
-            .await
-            .expect("client connects")
+        Bus::connect(self.options(client_id)).await.expect("client connects")
     }
 
     pub fn mqtt_port(&self) -> u16 {
@@ -194,11 +188,12 @@ pub async fn snapshot(db: &Path) -> Vec<(String, Vec<String>)> {
         .connect()
         .await
         .expect("open db");
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_sqlx%' ORDER BY name")
-            .fetch_all(&mut conn)
-            .await
-            .expect("tables");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_sqlx%' ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("tables");
     let mut out = Vec::new();
     for table in tables {
         let sql = format!("SELECT * FROM \"{table}\" ORDER BY 1");
@@ -228,4 +223,48 @@ pub async fn snapshot(db: &Path) -> Vec<(String, Vec<String>)> {
 /// A minimal app-create argument object.
 pub fn app_args(name: &str) -> Value {
     json!({ "name": name })
+}
+
+/// A TCP forwarder whose target can be switched and whose connections can be cut,
+/// to make a client lose its broker and find another one.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    target: Arc<std::sync::Mutex<SocketAddr>>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
+        let addr = listener.local_addr().expect("proxy addr");
+        let target = Arc::new(std::sync::Mutex::new(target));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (t, c) = (Arc::clone(&target), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *t.lock().unwrap();
+                let mut cut_rx = c.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, target, cut }
+    }
+
+    /// New connections go to `target` from now on.
+    pub fn set_target(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
+    }
+
+    /// Drops every open connection (no MQTT DISCONNECT: the broker sees a crash).
+    pub fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
 }

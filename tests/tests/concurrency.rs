@@ -10,11 +10,7 @@ async fn fifty_concurrent_reservations_of_one_port_have_one_winner() {
     let setup = system.client("setup").await;
     for i in 0..50 {
         setup
-            .request(
-                "registry",
-                "app.create",
-                &json!({ "name": format!("racer-{i}") }),
-            )
+            .request("registry", "app.create", &json!({ "name": format!("racer-{i}") }))
             .await
             .unwrap();
     }
@@ -48,10 +44,7 @@ async fn fifty_concurrent_reservations_of_one_port_have_one_winner() {
             "the conflict names the holder"
         );
     }
-    let held = setup
-        .request("registry", "port.list", &json!({}))
-        .await
-        .unwrap();
+    let held = setup.request("registry", "port.list", &json!({})).await.unwrap();
     assert_eq!(held.as_array().unwrap().len(), 1);
     assert_eq!(held[0]["app"], winners[0]);
 }

@@ -67,30 +67,22 @@ fn cases(reply_to: &str) -> Vec<Case> {
         for name in BAD_NAMES {
             push(
                 "app.create",
-                env(next(), json!({ "name": name }))
-                    .to_string()
-                    .into_bytes(),
+                env(next(), json!({ "name": name })).to_string().into_bytes(),
                 true,
             );
             push(
                 "app.get",
-                env(next(), json!({ "name": name }))
-                    .to_string()
-                    .into_bytes(),
+                env(next(), json!({ "name": name })).to_string().into_bytes(),
                 true,
             );
             push(
                 "app.delete",
-                env(next(), json!({ "name": name }))
-                    .to_string()
-                    .into_bytes(),
+                env(next(), json!({ "name": name })).to_string().into_bytes(),
                 true,
             );
             push(
                 "profile.create",
-                env(next(), json!({ "name": name }))
-                    .to_string()
-                    .into_bytes(),
+                env(next(), json!({ "name": name })).to_string().into_bytes(),
                 true,
             );
         }
@@ -113,69 +105,37 @@ fn cases(reply_to: &str) -> Vec<Case> {
             json!("just a string"),
             json!([1, 2, 3]),
         ] {
-            push(
-                "app.create",
-                env(next(), args).to_string().into_bytes(),
-                true,
-            );
+            push("app.create", env(next(), args).to_string().into_bytes(), true);
         }
         for (action, args) in [
             ("port.reserve", json!({ "app": "ghost", "port": 6100 })),
             ("port.reserve", json!({ "app": "ok-name", "port": 1e10 })),
             ("port.release", json!({ "app": "ghost" })),
-            (
-                "fqdn.add",
-                json!({ "app": "ghost", "fqdn": "a.b", "backend_port": 1 }),
-            ),
+            ("fqdn.add", json!({ "app": "ghost", "fqdn": "a.b", "backend_port": 1 })),
             ("fqdn.remove", json!({ "fqdn": "../x" })),
-            (
-                "state.set",
-                json!({ "key": "schema_version", "value": "99" }),
-            ),
+            ("state.set", json!({ "key": "schema_version", "value": "99" })),
             ("state.set", json!({ "key": "Bad Key!", "value": "x" })),
             ("state.set", json!({ "key": "k", "value": 5 })),
             ("state.get", json!({ "key": "../../x" })),
             ("pref.delete", json!({ "key": "nothing-here" })),
             ("profile.delete", json!({ "name": "full" })),
-            (
-                "profile.set_apps",
-                json!({ "name": "full", "apps": { "ghost": true } }),
-            ),
-            (
-                "profile.update",
-                json!({ "name": "full", "is_active": "very" }),
-            ),
+            ("profile.set_apps", json!({ "name": "full", "apps": { "ghost": true } })),
+            ("profile.update", json!({ "name": "full", "is_active": "very" })),
             ("app.update", json!({ "name": "ghost", "enabled": false })),
         ] {
             push(action, env(next(), args).to_string().into_bytes(), true);
         }
         // Unknown actions and broken envelopes.
+        push("app.explode", env(next(), json!({})).to_string().into_bytes(), true);
+        push("drop table", env(next(), json!({})).to_string().into_bytes(), true);
         push(
-            "app.explode",
-            env(next(), json!({})).to_string().into_bytes(),
-            true,
-        );
-        push(
-            "drop table",
-            env(next(), json!({})).to_string().into_bytes(),
+            "app.create",
+            format!(r#"{{"id":"h{}","reply_to":"{reply_to}","args":{{"name": "#, next()).into_bytes(),
             true,
         );
         push(
             "app.create",
-            format!(
-                r#"{{"id":"h{}","reply_to":"{reply_to}","args":{{"name": "#,
-                next()
-            )
-            .into_bytes(),
-            true,
-        );
-        push(
-            "app.create",
-            format!(
-                r#"{{"id":"h{}","reply_to":"{reply_to}","args":nul}}"#,
-                next()
-            )
-            .into_bytes(),
+            format!(r#"{{"id":"h{}","reply_to":"{reply_to}","args":nul}}"#, next()).into_bytes(),
             true,
         );
         push(

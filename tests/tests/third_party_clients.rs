@@ -12,9 +12,7 @@ use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_creates_an_app_and_sees_its_retained_state() {
-    if !require("mosquitto_creates_an_app", "mosquitto_pub")
-        || !require("mosquitto_creates_an_app", "mosquitto_sub")
-    {
+    if !require("mosquitto_creates_an_app", "mosquitto_pub") || !require("mosquitto_creates_an_app", "mosquitto_sub") {
         return;
     }
     let system = System::start().await;
@@ -63,16 +61,7 @@ async fn mosquitto_creates_an_app_and_sees_its_retained_state() {
     // A subscriber that arrives afterwards sees the app's retained state.
     let out = Command::new("mosquitto_sub")
         .args(&auth)
-        .args([
-            "-t",
-            "cubeos/state/#",
-            "-v",
-            "-W",
-            "5",
-            "--retained-only",
-            "-C",
-            "5",
-        ])
+        .args(["-t", "cubeos/state/#", "-v", "-W", "5", "--retained-only", "-C", "5"])
         .output()
         .await
         .expect("mosquitto_sub");
@@ -99,13 +88,9 @@ async fn two_thousand_retained_topics_reach_a_fresh_wildcard_subscriber() {
         let bus = system.client(&format!("filler-{worker}")).await;
         tasks.spawn(async move {
             for i in (worker..APPS).step_by(16) {
-                bus.request(
-                    "registry",
-                    "app.create",
-                    &json!({ "name": format!("app-{i:04}") }),
-                )
-                .await
-                .expect("create");
+                bus.request("registry", "app.create", &json!({ "name": format!("app-{i:04}") }))
+                    .await
+                    .expect("create");
             }
         });
     }
@@ -130,12 +115,8 @@ async fn two_thousand_retained_topics_reach_a_fresh_wildcard_subscriber() {
         .await
         .expect("mosquitto_sub");
     let text = String::from_utf8_lossy(&out.stdout);
-    let topics: std::collections::BTreeSet<&str> =
-        text.lines().filter_map(|l| l.split(' ').next()).collect();
-    let apps = topics
-        .iter()
-        .filter(|t| t.starts_with("cubeos/state/apps/"))
-        .count();
+    let topics: std::collections::BTreeSet<&str> = text.lines().filter_map(|l| l.split(' ').next()).collect();
+    let apps = topics.iter().filter(|t| t.starts_with("cubeos/state/apps/")).count();
     assert_eq!(apps, APPS, "app state topics delivered");
     assert_eq!(topics.len(), expected);
 }
@@ -165,39 +146,20 @@ async fn mqtt_js_round_trip_over_websocket() {
     let run = |topic: String, args: Value| {
         let js = js.clone();
         let url = format!("ws://127.0.0.1:{}", system.ws_port());
-        let (user, pass) = (
-            system.credentials.username.clone(),
-            system.credentials.password.clone(),
-        );
+        let (user, pass) = (system.credentials.username.clone(), system.credentials.password.clone());
         async move {
             Command::new("node")
                 .arg(js.join("ws_request.mjs"))
                 .args(["--url", &url, "--username", &user, "--password", &pass])
-                .args([
-                    "--topic",
-                    &topic,
-                    "--args",
-                    &args.to_string(),
-                    "--timeout-ms",
-                    "10000",
-                ])
-                .args([
-                    "--retained-filter",
-                    "cubeos/state/apps/#",
-                    "--expect-retained",
-                    "2",
-                ])
+                .args(["--topic", &topic, "--args", &args.to_string(), "--timeout-ms", "10000"])
+                .args(["--retained-filter", "cubeos/state/apps/#", "--expect-retained", "2"])
                 .output()
                 .await
                 .expect("node")
         }
     };
     let out = run(topics::command("registry", "app.list"), json!({})).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let reply: Value = serde_json::from_str(lines.next().expect("reply line")).unwrap();
@@ -213,13 +175,8 @@ async fn mqtt_js_round_trip_over_websocket() {
     assert_eq!(retained["retained_count"], 2);
 
     // Errors come back typed over WebSocket too.
-    let out = run(
-        topics::command("registry", "app.create"),
-        json!({ "name": "../etc" }),
-    )
-    .await;
-    let reply: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let out = run(topics::command("registry", "app.create"), json!({ "name": "../etc" })).await;
+    let reply: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(reply["ok"], false);
     assert_eq!(reply["error"]["code"], "bad_request");
 

@@ -19,11 +19,7 @@ use clap::{Parser, Subcommand};
 use cubeos_shared::Config;
 
 #[derive(Parser)]
-#[command(
-    name = "cubeos",
-    version,
-    about = "CubeOS control plane: run it, and talk to it"
-)]
+#[command(name = "cubeos", version, about = "CubeOS control plane: run it, and talk to it")]
 struct Args {
     /// TOML configuration file (default: /etc/cubeos/cubeos.toml when it exists).
     #[arg(long, global = true, env = "CUBEOS_CONFIG")]
@@ -71,10 +67,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -28,28 +28,20 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
 /// Runs one service against a broker that is already running.
 pub async fn run_one(config: Config, service: &str) -> anyhow::Result<()> {
     if services::find(service).is_none() {
-        bail!(
-            "unknown service '{service}' (known: {})",
-            services::names().join(", ")
-        );
+        bail!("unknown service '{service}' (known: {})", services::names().join(", "));
     }
     telemetry::init(&config.log);
     let credentials = Credentials::load(&config.credentials_path())?;
     run_services(config, &credentials, &[service]).await
 }
 
-async fn run_services(
-    config: Config,
-    credentials: &Credentials,
-    names: &[&str],
-) -> anyhow::Result<()> {
+async fn run_services(config: Config, credentials: &Credentials, names: &[&str]) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let (trigger, shutdown) = Shutdown::new();
     let mut tasks = JoinSet::new();
     for name in names {
         let entry = services::find(name).context("service list out of step")?;
-        let options = BusOptions::new(&config, *name, &credentials.username, &credentials.password)
-            .for_service(name);
+        let options = BusOptions::new(&config, *name, &credentials.username, &credentials.password).for_service(name);
         let bus = Bus::connect(options)
             .await
             .with_context(|| format!("{name}: cannot reach the broker"))?;

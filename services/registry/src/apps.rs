@@ -82,13 +82,9 @@ pub struct AppFilter {
 fn check_path(field: &str, value: &str) -> Result<()> {
     validate::text(field, value, MAX_PATH)?;
     let path = Path::new(value);
-    let escapes = path
-        .components()
-        .any(|c| matches!(c, std::path::Component::ParentDir));
+    let escapes = path.components().any(|c| matches!(c, std::path::Component::ParentDir));
     if !value.is_empty() && (!path.is_absolute() || escapes) {
-        return Err(
-            validate::FieldError::new(field, "must be an absolute path without '..'").into(),
-        );
+        return Err(validate::FieldError::new(field, "must be an absolute path without '..'").into());
     }
     Ok(())
 }
@@ -128,10 +124,7 @@ fn check_texts(
 pub fn default_paths(data_dir: &Path, name: &str) -> (String, String) {
     let root = data_dir.join("apps").join(name);
     (
-        root.join("appconfig")
-            .join("docker-compose.yml")
-            .display()
-            .to_string(),
+        root.join("appconfig").join("docker-compose.yml").display().to_string(),
         root.join("appdata").display().to_string(),
     )
 }
@@ -293,11 +286,9 @@ pub async fn list(store: &Store, filter: &AppFilter) -> Result<Vec<AppRecord>> {
     .await?;
     // Three queries for the whole list rather than two per app.
     let mut ports_by_app: HashMap<i64, Vec<PortAllocation>> = HashMap::new();
-    for p in sqlx::query_as::<_, PortAllocation>(
-        "SELECT * FROM port_allocations ORDER BY port, protocol",
-    )
-    .fetch_all(&mut *conn)
-    .await?
+    for p in sqlx::query_as::<_, PortAllocation>("SELECT * FROM port_allocations ORDER BY port, protocol")
+        .fetch_all(&mut *conn)
+        .await?
     {
         ports_by_app.entry(p.app_id).or_default().push(p);
     }
@@ -339,10 +330,9 @@ pub async fn load_record(conn: &mut SqliteConnection, name: &str) -> Result<AppR
     .bind(app.id)
     .fetch_all(&mut *conn)
     .await?;
-    let fqdns =
-        sqlx::query_as::<Sqlite, Fqdn>("SELECT * FROM fqdns WHERE app_id = ? ORDER BY fqdn")
-            .bind(app.id)
-            .fetch_all(&mut *conn)
-            .await?;
+    let fqdns = sqlx::query_as::<Sqlite, Fqdn>("SELECT * FROM fqdns WHERE app_id = ? ORDER BY fqdn")
+        .bind(app.id)
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(AppRecord { app, ports, fqdns })
 }

@@ -124,50 +124,34 @@ pub fn register(r: &Arc<Registry>) {
     bind(r, "profile.get", |r, p: Named| async move {
         to_json(profiles::get(&r.store, &p.name).await?)
     });
-    bind(
-        r,
-        "profile.create",
-        |r, new: profiles::NewProfile| async move {
-            let _w = r.writing().await;
-            let record = profiles::create(&r.store, new).await?;
-            r.publish_profile(&record).await;
-            to_json(record)
-        },
-    );
-    bind(
-        r,
-        "profile.update",
-        |r, changes: profiles::ProfileChanges| async move {
-            let _w = r.writing().await;
-            let mut records = profiles::update(&r.store, changes).await?;
-            for record in &records {
-                r.publish_profile(record).await;
-            }
-            to_json(records.swap_remove(0))
-        },
-    );
+    bind(r, "profile.create", |r, new: profiles::NewProfile| async move {
+        let _w = r.writing().await;
+        let record = profiles::create(&r.store, new).await?;
+        r.publish_profile(&record).await;
+        to_json(record)
+    });
+    bind(r, "profile.update", |r, changes: profiles::ProfileChanges| async move {
+        let _w = r.writing().await;
+        let mut records = profiles::update(&r.store, changes).await?;
+        for record in &records {
+            r.publish_profile(record).await;
+        }
+        to_json(records.swap_remove(0))
+    });
     bind(r, "profile.delete", |r, p: Named| async move {
         let _w = r.writing().await;
         profiles::delete(&r.store, &p.name).await?;
-        if let Err(e) = r
-            .bus
-            .clear_state(&cubeos_shared::topics::profile_state(&p.name))
-            .await
-        {
+        if let Err(e) = r.bus.clear_state(&cubeos_shared::topics::profile_state(&p.name)).await {
             tracing::warn!(error = %e, "state clear not sent");
         }
         Ok(json!({ "deleted": p.name }))
     });
-    bind(
-        r,
-        "profile.set_apps",
-        |r, set: profiles::ProfileApps| async move {
-            let _w = r.writing().await;
-            let record = profiles::set_apps(&r.store, set).await?;
-            r.publish_profile(&record).await;
-            to_json(record)
-        },
-    );
+    bind(r, "profile.set_apps", |r, set: profiles::ProfileApps| async move {
+        let _w = r.writing().await;
+        let record = profiles::set_apps(&r.store, set).await?;
+        r.publish_profile(&record).await;
+        to_json(record)
+    });
 }
 
 /// No arguments (an empty object or none at all).
@@ -178,8 +162,7 @@ struct Empty {}
 /// `<prefix>.get`, `<prefix>.set` and `<prefix>.delete` over one settings table.
 /// System state is published as one object; preferences are not state.
 fn bind_settings(r: &Arc<Registry>, prefix: &'static str, table: Table) {
-    let action =
-        |verb: &str| -> &'static str { Box::leak(format!("{prefix}.{verb}").into_boxed_str()) };
+    let action = |verb: &str| -> &'static str { Box::leak(format!("{prefix}.{verb}").into_boxed_str()) };
     bind(r, action("get"), move |r, g: settings::Get| async move {
         match g.key {
             Some(key) => to_json(settings::get(&r.store, table, &key).await?),
@@ -195,13 +178,9 @@ fn bind_settings(r: &Arc<Registry>, prefix: &'static str, table: Table) {
         to_json(row)
     });
     if table == Table::Preferences {
-        bind(
-            r,
-            action("delete"),
-            move |r, d: settings::Delete| async move {
-                let _w = r.writing().await;
-                to_json(settings::delete(&r.store, table, &d.key).await?)
-            },
-        );
+        bind(r, action("delete"), move |r, d: settings::Delete| async move {
+            let _w = r.writing().await;
+            to_json(settings::delete(&r.store, table, &d.key).await?)
+        });
     }
 }

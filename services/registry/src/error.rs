@@ -13,11 +13,7 @@ pub enum RegistryError {
     #[error("{what} '{name}' already exists")]
     AlreadyExists { what: &'static str, name: String },
     #[error("port {port}/{protocol} is held by app '{app}'")]
-    PortHeld {
-        port: i64,
-        protocol: String,
-        app: String,
-    },
+    PortHeld { port: i64, protocol: String, app: String },
     #[error("{fqdn} is held by app '{app}'")]
     FqdnHeld { fqdn: String, app: String },
     #[error("{0}")]
@@ -35,21 +31,17 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 impl From<RegistryError> for BusError {
     fn from(e: RegistryError) -> BusError {
         match &e {
-            RegistryError::Invalid(f) => BusError::new(ErrorCode::BadRequest, e.to_string())
-                .with_details(json!({ "field": f.field })),
+            RegistryError::Invalid(f) => {
+                BusError::new(ErrorCode::BadRequest, e.to_string()).with_details(json!({ "field": f.field }))
+            }
             RegistryError::NotFound { .. } => BusError::new(ErrorCode::NotFound, e.to_string()),
             RegistryError::AlreadyExists { .. } | RegistryError::Protected(_) => {
                 BusError::new(ErrorCode::Conflict, e.to_string())
             }
-            RegistryError::PortHeld {
-                port,
-                protocol,
-                app,
-            } => BusError::new(ErrorCode::Conflict, e.to_string())
+            RegistryError::PortHeld { port, protocol, app } => BusError::new(ErrorCode::Conflict, e.to_string())
                 .with_details(json!({ "port": port, "protocol": protocol, "app": app })),
             RegistryError::FqdnHeld { fqdn, app } => {
-                BusError::new(ErrorCode::Conflict, e.to_string())
-                    .with_details(json!({ "fqdn": fqdn, "app": app }))
+                BusError::new(ErrorCode::Conflict, e.to_string()).with_details(json!({ "fqdn": fqdn, "app": app }))
             }
             // Storage failures are logged where they happen; the wire gets no SQL.
             RegistryError::Database(_) | RegistryError::Migrate(_) | RegistryError::Encode(_) => {

@@ -92,16 +92,15 @@ pub async fn add(store: &Store, new: NewFqdn) -> Result<Fqdn> {
 pub async fn remove(store: &Store, fqdn: &str) -> Result<(Fqdn, String)> {
     let fqdn = validate::fqdn("fqdn", fqdn)?;
     let mut tx = store.writer.begin().await?;
-    let app = sqlx::query_scalar::<_, String>(
-        "SELECT a.name FROM fqdns f JOIN apps a ON a.id = f.app_id WHERE f.fqdn = ?",
-    )
-    .bind(&fqdn)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| RegistryError::NotFound {
-        what: "fqdn",
-        name: fqdn.clone(),
-    })?;
+    let app =
+        sqlx::query_scalar::<_, String>("SELECT a.name FROM fqdns f JOIN apps a ON a.id = f.app_id WHERE f.fqdn = ?")
+            .bind(&fqdn)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound {
+                what: "fqdn",
+                name: fqdn.clone(),
+            })?;
     let row = sqlx::query_as::<_, Fqdn>("DELETE FROM fqdns WHERE fqdn = ? RETURNING *")
         .bind(&fqdn)
         .fetch_one(&mut *tx)

@@ -109,8 +109,7 @@ impl Registry {
     }
 
     pub async fn publish_profile(&self, record: &ProfileRecord) {
-        self.publish(&topics::profile_state(&record.profile.name), record)
-            .await;
+        self.publish(&topics::profile_state(&record.profile.name), record).await;
     }
 
     pub async fn publish_profile_named(&self, name: &str) -> error::Result<()> {
@@ -122,8 +121,7 @@ impl Registry {
     /// Publishes every object the registry owns (at start).
     pub async fn publish_everything(&self) -> error::Result<()> {
         for record in apps::list(&self.store, &Default::default()).await? {
-            self.publish(&topics::app_state(&record.app.name), &record)
-                .await;
+            self.publish(&topics::app_state(&record.app.name), &record).await;
         }
         for record in profiles::list(&self.store).await? {
             self.publish_profile(&record).await;
@@ -149,11 +147,7 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     } = ctx;
     let store = Store::open(&config.database_path(), &config.store).await?;
     settings::mark_boot(&store).await?;
-    let registry = Arc::new(Registry::new(
-        store.clone(),
-        bus.clone(),
-        config.data_dir.clone(),
-    ));
+    let registry = Arc::new(Registry::new(store.clone(), bus.clone(), config.data_dir.clone()));
     commands::register(&registry);
     registry.publish_everything().await?;
     bus.serve().await?;

@@ -79,11 +79,7 @@ pub struct HeldPort {
 }
 
 /// Inserts one reservation inside a transaction; a taken port is `PortHeld`.
-pub async fn insert(
-    conn: &mut SqliteConnection,
-    app_id: i64,
-    spec: &CheckedPort,
-) -> Result<PortAllocation> {
+pub async fn insert(conn: &mut SqliteConnection, app_id: i64, spec: &CheckedPort) -> Result<PortAllocation> {
     let inserted = sqlx::query_as::<_, PortAllocation>(
         "INSERT INTO port_allocations (app_id, port, protocol, description, is_primary)
          VALUES (?, ?, ?, ?, ?) RETURNING *",

@@ -103,13 +103,12 @@ pub async fn create(store: &Store, new: NewProfile) -> Result<ProfileRecord> {
     validate::name("name", &new.name)?;
     check_texts(new.display_name.as_deref(), new.description.as_deref())?;
     let mut tx = store.writer.begin().await?;
-    let inserted =
-        sqlx::query("INSERT INTO profiles (name, display_name, description) VALUES (?, ?, ?)")
-            .bind(&new.name)
-            .bind(new.display_name.as_deref().unwrap_or(&new.name))
-            .bind(new.description.unwrap_or_default())
-            .execute(&mut *tx)
-            .await;
+    let inserted = sqlx::query("INSERT INTO profiles (name, display_name, description) VALUES (?, ?, ?)")
+        .bind(&new.name)
+        .bind(new.display_name.as_deref().unwrap_or(&new.name))
+        .bind(new.description.unwrap_or_default())
+        .execute(&mut *tx)
+        .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => {
             return Err(RegistryError::AlreadyExists {
@@ -128,10 +127,7 @@ pub async fn create(store: &Store, new: NewProfile) -> Result<ProfileRecord> {
 /// deactivates the others).
 pub async fn update(store: &Store, changes: ProfileChanges) -> Result<Vec<ProfileRecord>> {
     validate::name("name", &changes.name)?;
-    check_texts(
-        changes.display_name.as_deref(),
-        changes.description.as_deref(),
-    )?;
+    check_texts(changes.display_name.as_deref(), changes.description.as_deref())?;
     let mut tx = store.writer.begin().await?;
     let current = find(&mut tx, &changes.name).await?;
     let mut touched = vec![changes.name.clone()];

@@ -8,9 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use cubeos_shared::config::StoreConfig;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::Result;
 

@@ -36,9 +36,7 @@ pub async fn run(config: &Config, cmd: AppCommand) -> anyhow::Result<()> {
             }
         }
         AppCommand::Show { name, json } => {
-            let reply = bus
-                .request(REGISTRY, "app.get", &json!({ "name": name }))
-                .await?;
+            let reply = bus.request(REGISTRY, "app.get", &json!({ "name": name })).await?;
             if json {
                 output::json(&reply)
             } else {
@@ -72,11 +70,7 @@ fn print_list(apps: &[AppRecord]) {
                     .unwrap_or_default(),
                 if r.app.enabled { "yes" } else { "no" }.to_owned(),
                 ports_of(r),
-                r.fqdns
-                    .iter()
-                    .map(|f| f.fqdn.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
+                r.fqdns.iter().map(|f| f.fqdn.as_str()).collect::<Vec<_>>().join(","),
             ]
         })
         .collect();

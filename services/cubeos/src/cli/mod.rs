@@ -12,12 +12,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Bus> {
     let credentials = Credentials::load(&config.credentials_path())
         .map_err(|e| anyhow::anyhow!("{e}; is `cubeos up` running with this data dir?"))?;
     let client_id = format!("cli-{:016x}", rand_id());
-    let options = BusOptions::new(
-        config,
-        client_id,
-        &credentials.username,
-        &credentials.password,
-    );
+    let options = BusOptions::new(config, client_id, &credentials.username, &credentials.password);
     Bus::connect(options)
         .await
         .map_err(|e| anyhow::anyhow!("{e}; is `cubeos up` running?"))

@@ -25,13 +25,8 @@ pub async fn run(config: &Config, cmd: StateCommand) -> anyhow::Result<()> {
     let bus = super::connect(config).await?;
     let result = async {
         match cmd {
-            StateCommand::Get {
-                key: Some(key),
-                json,
-            } => {
-                let reply = bus
-                    .request(REGISTRY, "state.get", &json!({ "key": key }))
-                    .await?;
+            StateCommand::Get { key: Some(key), json } => {
+                let reply = bus.request(REGISTRY, "state.get", &json!({ "key": key })).await?;
                 if json {
                     return output::json(&reply);
                 }
@@ -51,11 +46,7 @@ pub async fn run(config: &Config, cmd: StateCommand) -> anyhow::Result<()> {
             }
             StateCommand::Set { key, value } => {
                 let reply = bus
-                    .request(
-                        REGISTRY,
-                        "state.set",
-                        &json!({ "key": key, "value": value }),
-                    )
+                    .request(REGISTRY, "state.set", &json!({ "key": key, "value": value }))
                     .await?;
                 let setting: Setting = serde_json::from_value(reply)?;
                 println!("{} = {}", setting.key, setting.value);

@@ -1,0 +1,246 @@
+//! The `cubeos` binary as people and init systems use it: `cubeos up` with no
+//! configuration, client commands from a second process, SIGTERM, and SIGKILL of a
+//! registry process in the middle of writes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cubeos_tests::{System, free_port, wait_for_registry};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cubeos");
+
+/// `cubeos` with its ports and data dir set the way a user would set them.
+fn cubeos(data: &Path, mqtt: u16, ws: u16) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data")
+        .arg(data)
+        .env("CUBEOS__BROKER__TCP_LISTEN", format!("127.0.0.1:{mqtt}"))
+        .env("CUBEOS__BROKER__ADDRESS", format!("127.0.0.1:{mqtt}"))
+        .env("CUBEOS__BROKER__WS_LISTEN", format!("127.0.0.1:{ws}"))
+        .env("CUBEOS__LOG__LEVEL", "info");
+    cmd
+}
+
+/// A child process that is killed if the test fails before it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("cubeos runs")
+}
+
+/// Reads stderr until `count` lines match `needle`, returning every line read.
+fn wait_for_lines(child: &mut Child, needle: &str, count: usize) -> Vec<String> {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep draining after the test stops listening: a closed pipe would make
+        // the child's log writes fail.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines.iter().filter(|l: &&String| l.contains(needle)).count() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("no {count}x '{needle}' in:\n{}", lines.join("\n")),
+        }
+    }
+    lines
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "cubeos did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mqtt, ws) = (free_port(), free_port());
+    let mut up = Guard(
+        cubeos(&data, mqtt, ws)
+            .arg("up")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("up starts"),
+    );
+    let lines = wait_for_lines(&mut up.0, "service ready", 1);
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("broker listening")).count(),
+        2,
+        "{lines:?}"
+    );
+
+    // An empty system lists no apps (headers only).
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "ls"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "NAME  TYPE  ENABLED  PORTS  FQDNS"
+    );
+
+    // Add an app over the bus, the way any client would.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let creds = cubeos_broker::Credentials::load(&data.join("broker-credentials.json")).unwrap();
+        let mut config = cubeos_shared::Config::default();
+        config.broker.address = format!("127.0.0.1:{mqtt}").parse().unwrap();
+        let bus = cubeos_shared::Bus::connect(cubeos_shared::BusOptions::new(
+            &config,
+            "test",
+            &creds.username,
+            &creds.password,
+        ))
+        .await
+        .unwrap();
+        let args = json!({"name": "wiki", "display_name": "Wiki", "ports": [{"port": 6130}],
+                          "fqdns": [{"fqdn": "wiki.cubeos.cube", "backend_port": 6130}]});
+        bus.request("registry", "app.create", &args).await.unwrap();
+        bus.shutdown().await;
+    });
+
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "ls"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("wiki") && l.contains("6130/tcp")),
+        "{text}"
+    );
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "ls", "--json"]));
+    let apps: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "--json prints JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(apps[0]["fqdns"][0]["fqdn"], "wiki.cubeos.cube");
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "show", "wiki"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wiki.cubeos.cube -> :6130"));
+
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "show", "missing"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found: no app named 'missing'"));
+
+    let out = run(cubeos(&data, mqtt, ws).args(["state", "get", "domain"]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "cubeos.cube");
+    let out = run(cubeos(&data, mqtt, ws).args(["state", "set", "domain", "home.cube"]));
+    assert!(out.status.success());
+    let out = run(cubeos(&data, mqtt, ws).args(["state", "get", "--json"]));
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["domain"], "home.cube");
+    let out = run(cubeos(&data, mqtt, ws).args(["state", "set", "schema_version", "7"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("conflict"));
+
+    sigterm(&up.0);
+    let status = wait_exit(&mut up.0, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+
+    // With nothing running, a client says so and fails.
+    let out = run(cubeos(&data, mqtt, ws)
+        .args(["app", "ls"])
+        .env("CUBEOS__BUS__REQUEST_TIMEOUT", "1s"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is `cubeos up` running"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill_of_the_registry() {
+    let system = System::broker_only().await;
+    let data = system.config.data_dir.clone();
+    let (mqtt, ws) = (system.mqtt_port(), system.ws_port());
+    let spawn_registry = || {
+        Guard(
+            cubeos(&data, mqtt, ws)
+                .args(["run", "registry"])
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("registry starts"),
+        )
+    };
+    let mut registry = spawn_registry();
+    let client = system.client("writer").await;
+    wait_for_registry(&client).await;
+
+    // Four writers; the registry is killed once 200 writes are acknowledged, while
+    // others are still in flight.
+    const KILL_AFTER: usize = 200;
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        let (client, acked, stop) = (client.clone(), Arc::clone(&acked), Arc::clone(&stop));
+        writers.spawn(async move {
+            for i in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let name = format!("w{w}-{i}");
+                let args = json!({"name": name, "ports": [{"port": 10_000 + w * 5000 + i}]});
+                match client
+                    .request_with_timeout("registry", "app.create", &args, Duration::from_secs(2))
+                    .await
+                {
+                    Ok(_) => acked.lock().unwrap().push(name),
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    while acked.lock().unwrap().len() < KILL_AFTER {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    registry.0.kill().expect("SIGKILL");
+    registry.0.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    while writers.join_next().await.is_some() {}
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= KILL_AFTER);
+
+    let _registry = spawn_registry();
+    wait_for_registry(&client).await;
+    let listed = client.request("registry", "app.list", &json!({})).await.unwrap();
+    let names: std::collections::HashSet<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|n| !names.contains(n.as_str())).collect();
+    assert!(lost.is_empty(), "{} acknowledged writes lost: {lost:?}", lost.len());
+    // Every app that exists is whole: its port came with it.
+    for app in listed.as_array().unwrap() {
+        assert_eq!(app["ports"].as_array().unwrap().len(), 1, "{app}");
+    }
+}
