@@ -34,6 +34,7 @@ pub struct Config {
     pub broker: BrokerConfig,
     pub bus: BusConfig,
     pub store: StoreConfig,
+    pub apps: AppsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +88,42 @@ pub struct BusConfig {
     pub max_concurrent_commands: usize,
 }
 
+/// What CubeOS gives every app it installs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppsConfig {
+    /// `PUID` / `PGID` for CasaOS apps: the owner of the files they write.
+    pub puid: u32,
+    pub pgid: u32,
+    /// `TZ`; empty means the system's time zone.
+    pub timezone: String,
+    /// Where CasaOS's shared `/DATA/...` folders (media, downloads) go; empty means
+    /// `<data_dir>/shared`.
+    pub shared_dir: PathBuf,
+    /// How ports are published: `host` (works without IPVS) or `ingress`.
+    pub publish_mode: PublishMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    #[default]
+    Host,
+    Ingress,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        AppsConfig {
+            puid: 1000,
+            pgid: 1000,
+            timezone: String::new(),
+            shared_dir: PathBuf::new(),
+            publish_mode: PublishMode::Host,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
@@ -105,6 +142,7 @@ impl Default for Config {
             broker: BrokerConfig::default(),
             bus: BusConfig::default(),
             store: StoreConfig::default(),
+            apps: AppsConfig::default(),
         }
     }
 }
@@ -215,6 +253,38 @@ impl Config {
         self.data_dir.join("cubeos.db")
     }
 
+    /// Where an app's files live: `<data>/apps/<name>`.
+    pub fn app_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join("apps").join(name)
+    }
+
+    /// CasaOS's shared `/DATA` folders.
+    pub fn shared_dir(&self) -> PathBuf {
+        if self.apps.shared_dir.as_os_str().is_empty() {
+            self.data_dir.join("shared")
+        } else {
+            self.apps.shared_dir.clone()
+        }
+    }
+
+    /// `TZ` for apps: the configured one, else the system's (`/etc/timezone`, the
+    /// `/etc/localtime` link), else UTC.
+    pub fn timezone(&self) -> String {
+        if !self.apps.timezone.is_empty() {
+            return self.apps.timezone.clone();
+        }
+        if let Ok(tz) = std::fs::read_to_string("/etc/timezone") {
+            let tz = tz.trim();
+            if !tz.is_empty() {
+                return tz.to_owned();
+            }
+        }
+        std::fs::read_link("/etc/localtime")
+            .ok()
+            .and_then(|p| p.to_str().and_then(|s| s.split("zoneinfo/").nth(1)).map(str::to_owned))
+            .unwrap_or_else(|| "UTC".to_owned())
+    }
+
     /// The broker's generated service credentials (mode 0600).
     pub fn credentials_path(&self) -> PathBuf {
         self.data_dir.join("broker-credentials.json")
@@ -258,6 +328,9 @@ mod tests {
         assert_eq!(c.broker.tcp_listen.port(), 3000);
         assert_eq!(c.bus.request_timeout, Duration::from_secs(90));
         assert_eq!(c.log.level, "debug");
+        assert_eq!(c.bus.max_concurrent_commands, 8);
+        let top = Config::load_from(None, env(&[("CUBEOS__DATA_DIR", "/srv/cube")])).unwrap();
+        assert_eq!(top.data_dir, PathBuf::from("/srv/cube"));
     }
 
     #[test]

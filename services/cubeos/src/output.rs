@@ -24,3 +24,9 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// One line of at most `max` characters, for table cells.
+pub fn shorten(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    cubeos_shared::validate::truncate(line, max)
+}

@@ -20,9 +20,31 @@ pub enum AppCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show what installing a compose file would do (no running system needed).
+    Preview {
+        /// A compose file, or `-` for standard input.
+        file: String,
+        /// The app's name (default: the file's `name:`, else its file name).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Accept what Swarm cannot honour (host paths, privileged, devices).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 pub async fn run(config: &Config, cmd: AppCommand) -> anyhow::Result<()> {
+    if let AppCommand::Preview {
+        file,
+        name,
+        json,
+        force,
+    } = cmd
+    {
+        return super::preview::run(config, &file, name, json, force);
+    }
     let bus = super::connect(config).await?;
     let result = match cmd {
         AppCommand::Ls { json } => {
@@ -44,6 +66,7 @@ pub async fn run(config: &Config, cmd: AppCommand) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        AppCommand::Preview { .. } => unreachable!("handled above"),
     };
     bus.shutdown().await;
     result

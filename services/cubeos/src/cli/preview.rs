@@ -1,0 +1,155 @@
+//! `cubeos app preview <file|->`: translate a compose file and show the app, its
+//! services, ports, volumes and the compatibility report. Exit 0 when it can be
+//! deployed; otherwise non-zero with the reasons.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use cubeos_orchestrator::compose::{self, Context, Outcome, Translation, Vars};
+use cubeos_shared::Config;
+
+use crate::output;
+
+pub fn run(config: &Config, file: &str, name: Option<String>, json: bool, force: bool) -> anyhow::Result<()> {
+    let text = if file == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .take(compose::yaml::MAX_FILE_BYTES as u64 + 1)
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
+    };
+    let name = match name {
+        Some(n) => n,
+        None => compose::declared_name(&text).unwrap_or_else(|| name_from_file(file)),
+    };
+    let mut ctx = Context::for_app(config, &name, &Vars::new());
+    ctx.force = force;
+    let t = compose::translate(&text, &ctx)?;
+    if json {
+        output::json(&t)?;
+    } else {
+        print_human(&t);
+    }
+    if let Err(e) = t.check(force) {
+        bail!("{e}");
+    }
+    Ok(())
+}
+
+/// `Navidrome.yml` -> `navidrome`.
+fn name_from_file(file: &str) -> String {
+    let stem = Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "app".to_owned()
+    } else {
+        name.chars().take(63).collect()
+    }
+}
+
+fn print_human(t: &Translation) {
+    let a = &t.app;
+    let web = t
+        .web_ui
+        .as_ref()
+        .map(|w| format!("{}://<box>:{}{}", w.scheme, w.port, w.path))
+        .unwrap_or_default();
+    let rows = vec![
+        vec!["name".into(), a.name.clone()],
+        vec!["display name".into(), a.display_name.clone()],
+        vec!["description".into(), output::shorten(&a.description, 100)],
+        vec!["category".into(), a.category.clone()],
+        vec!["version".into(), a.version.clone()],
+        vec!["source".into(), format!("{:?}", a.source).to_lowercase()],
+        vec!["store id".into(), a.store_id.clone().unwrap_or_default()],
+        vec!["developer".into(), t.metadata.developer.clone()],
+        vec!["architectures".into(), t.metadata.architectures.join(", ")],
+        vec!["homepage".into(), a.homepage.clone()],
+        vec!["web ui".into(), web],
+    ];
+    output::table(&["APP", ""], &rows);
+
+    println!();
+    let rows: Vec<Vec<String>> = t
+        .services
+        .iter()
+        .map(|s| {
+            let c = s.task_template.as_ref().and_then(|t| t.container_spec.as_ref());
+            let mounts = c
+                .and_then(|c| c.mounts.as_ref())
+                .map(|m| {
+                    m.iter()
+                        .map(|m| {
+                            format!(
+                                "{}:{}",
+                                m.source.as_deref().unwrap_or("(tmp)"),
+                                m.target.as_deref().unwrap_or("")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            vec![
+                s.name.clone().unwrap_or_default(),
+                c.and_then(|c| c.image.clone()).unwrap_or_default(),
+                mounts,
+            ]
+        })
+        .collect();
+    output::table(&["SERVICE", "IMAGE", "MOUNTS"], &rows);
+
+    println!();
+    let rows: Vec<Vec<String>> = t
+        .ports
+        .iter()
+        .map(|p| {
+            vec![
+                p.service.clone(),
+                format!("{}/{}", p.target, p.protocol),
+                p.published
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "(allocated at install)".into()),
+                if p.host_network {
+                    "host network".into()
+                } else {
+                    output::shorten(&p.description, 60)
+                },
+            ]
+        })
+        .collect();
+    output::table(&["SERVICE", "CONTAINER", "PUBLISHED", "DESCRIPTION"], &rows);
+    if !t.volumes.is_empty() {
+        println!("\nvolumes: {}", t.volumes.join(", "));
+    }
+
+    println!();
+    let rows: Vec<Vec<String>> = t
+        .report
+        .iter()
+        .map(|r| {
+            let outcome = match r.outcome {
+                Outcome::Mapped => "mapped",
+                Outcome::Ignored => "ignored",
+                Outcome::Unsupported => "UNSUPPORTED",
+            };
+            vec![r.service.clone(), r.key.clone(), outcome.into(), r.reason.clone()]
+        })
+        .collect();
+    output::table(&["SERVICE", "KEY", "OUTCOME", "REASON"], &rows);
+    println!();
+    if t.deployable() {
+        println!("deployable");
+    }
+}
