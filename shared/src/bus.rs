@@ -154,7 +154,12 @@ impl Bus {
                 true,
             ));
         }
-        let (client, eventloop) = AsyncClient::new(mqtt, 4096);
+        let (client, mut eventloop) = AsyncClient::new(mqtt, 4096);
+        // Every command is a small write answered by a small write: without
+        // TCP_NODELAY, Nagle and delayed ACKs add 40 ms to each round trip.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let (connected, mut ready) = watch::channel(false);
         let inner = Arc::new(Inner {
             client,

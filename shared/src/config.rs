@@ -321,6 +321,7 @@ mod tests {
             env(&[
                 ("CUBEOS__BROKER__TCP_LISTEN", "127.0.0.1:3000"),
                 ("CUBEOS__LOG__LEVEL", "debug"),
+                ("CUBEOS__BUS__MAX_CONCURRENT_COMMANDS", "8"),
             ]),
         )
         .unwrap();

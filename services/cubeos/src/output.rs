@@ -1,6 +1,16 @@
 //! Output for people (aligned tables) and scripts (`--json`).
+//!
+//! Writes ignore a closed stdout (`cubeos app ls | head`): the reader has what it
+//! wanted, and a CLI must not panic over it.
+
+use std::io::Write;
 
 use serde::Serialize;
+
+/// Prints one line to stdout, ignoring a closed pipe.
+pub fn line(text: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
 
 /// Prints rows under headers, columns padded to their widest cell.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
@@ -10,18 +20,18 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let row_line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
+        line(padded.join("  ").trim_end());
     };
-    line(headers.to_vec());
+    row_line(headers.to_vec());
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        row_line(row.iter().map(String::as_str).collect());
     }
 }
 
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    line(&serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -244,3 +244,66 @@ async fn acknowledged_writes_survive_sigkill_of_the_registry() {
         assert_eq!(app["ports"].as_array().unwrap().len(), 1, "{app}");
     }
 }
+
+#[test]
+fn preview_shows_a_store_app_and_refuses_what_needs_force() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/casaos-appstore/apps");
+    if !cubeos_tests::skip_unless("preview", corpus.is_dir(), "the CasaOS corpus is missing") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let preview = |args: &[&str]| {
+        run(Command::new(BIN)
+            .arg("--data")
+            .arg(dir.path())
+            .args(["app", "preview"])
+            .args(args))
+    };
+
+    let out = preview(&[corpus.join("Navidrome.yml").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "Navidrome",
+        "0.61.2",
+        "4533/tcp",
+        "navidrome_navidrome",
+        "deployable",
+        "http://<box>:4533/",
+    ] {
+        assert!(text.contains(needle), "no '{needle}' in:\n{text}");
+    }
+
+    let out = preview(&[corpus.join("Portainer.yml").to_str().unwrap(), "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("docker.sock"));
+    let t: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(t["app"]["name"], "portainer");
+    let out = preview(&[
+        corpus.join("Portainer.yml").to_str().unwrap(),
+        "--force",
+        "--name",
+        "dockerui",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dockerui_portainer"));
+
+    // From standard input, with a bad file: a typed error, no panic.
+    let mut child = Command::new(BIN)
+        .args(["app", "preview", "-", "--name", "x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"services:\n  '../x':\n    image: y\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("services.../x"));
+}

@@ -80,7 +80,7 @@ fn print_human(t: &Translation) {
     ];
     output::table(&["APP", ""], &rows);
 
-    println!();
+    output::line("");
     let rows: Vec<Vec<String>> = t
         .services
         .iter()
@@ -110,7 +110,7 @@ fn print_human(t: &Translation) {
         .collect();
     output::table(&["SERVICE", "IMAGE", "MOUNTS"], &rows);
 
-    println!();
+    output::line("");
     let rows: Vec<Vec<String>> = t
         .ports
         .iter()
@@ -131,10 +131,10 @@ fn print_human(t: &Translation) {
         .collect();
     output::table(&["SERVICE", "CONTAINER", "PUBLISHED", "DESCRIPTION"], &rows);
     if !t.volumes.is_empty() {
-        println!("\nvolumes: {}", t.volumes.join(", "));
+        output::line(&format!("\nvolumes: {}", t.volumes.join(", ")));
     }
 
-    println!();
+    output::line("");
     let rows: Vec<Vec<String>> = t
         .report
         .iter()
@@ -148,8 +148,8 @@ fn print_human(t: &Translation) {
         })
         .collect();
     output::table(&["SERVICE", "KEY", "OUTCOME", "REASON"], &rows);
-    println!();
+    output::line("");
     if t.deployable() {
-        println!("deployable");
+        output::line("deployable");
     }
 }

@@ -31,7 +31,7 @@ pub async fn run(config: &Config, cmd: StateCommand) -> anyhow::Result<()> {
                     return output::json(&reply);
                 }
                 let setting: Setting = serde_json::from_value(reply)?;
-                println!("{}", setting.value);
+                output::line(&setting.value);
                 Ok(())
             }
             StateCommand::Get { key: None, json } => {
@@ -49,7 +49,7 @@ pub async fn run(config: &Config, cmd: StateCommand) -> anyhow::Result<()> {
                     .request(REGISTRY, "state.set", &json!({ "key": key, "value": value }))
                     .await?;
                 let setting: Setting = serde_json::from_value(reply)?;
-                println!("{} = {}", setting.key, setting.value);
+                output::line(&format!("{} = {}", setting.key, setting.value));
                 Ok(())
             }
         }
