@@ -35,6 +35,8 @@ pub struct Config {
     pub bus: BusConfig,
     pub store: StoreConfig,
     pub apps: AppsConfig,
+    pub ports: PortsConfig,
+    pub docker: DockerConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,6 +126,60 @@ impl Default for AppsConfig {
     }
 }
 
+/// Port ranges per app type (`start-end`, inclusive) and ports no user app gets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortsConfig {
+    pub system: String,
+    pub platform: String,
+    pub network: String,
+    pub ai: String,
+    pub user: String,
+    /// Host services and CubeOS's fixed ports: never handed to user apps.
+    pub reserved: Vec<u16>,
+    /// How often `cubeos/state/ports` is recomputed even without changes (sockets
+    /// and Swarm services come and go on their own).
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for PortsConfig {
+    fn default() -> Self {
+        PortsConfig {
+            system: "6000-6009".into(),
+            platform: "6010-6019".into(),
+            network: "6020-6029".into(),
+            ai: "6030-6039".into(),
+            user: "6100-6999".into(),
+            reserved: vec![
+                22, 53, 67, 80, 443, 1883, 5000, 6000, 6001, 6005, 6010, 6011, 6012, 6013, 6020, 6021, 6022, 6023,
+                6030, 6031, 6032, 6042, 6043, 6050, 9001,
+            ],
+            refresh_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How to reach the Docker Engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// The Engine's unix socket.
+    pub socket: PathBuf,
+    /// Timeout of one Engine API call.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            socket: PathBuf::from("/var/run/docker.sock"),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
@@ -143,6 +199,8 @@ impl Default for Config {
             bus: BusConfig::default(),
             store: StoreConfig::default(),
             apps: AppsConfig::default(),
+            ports: PortsConfig::default(),
+            docker: DockerConfig::default(),
         }
     }
 }

@@ -17,11 +17,13 @@
 //! - [`validate`]: field rules (names that become paths, ports, enums, lengths).
 //! - [`config`]: built-in defaults, an optional TOML file, `CUBEOS__SECTION__KEY`
 //!   environment overrides, humantime durations.
+//! - [`docker`]: the Docker Engine client (bollard), for the services that need it.
 //! - [`telemetry`]: tracing setup.
 //! - [`service`]: the [`ServiceContext`] handed to each service's `run`.
 
 pub mod bus;
 pub mod config;
+pub mod docker;
 pub mod envelope;
 pub mod models;
 pub mod service;

@@ -69,6 +69,16 @@ pub fn profile_state(name: &str) -> String {
     format!("cubeos/state/profiles/{name}")
 }
 
+/// `cubeos/state/ports`: in use / free per port range (owner: port-allocator).
+pub fn ports_state() -> String {
+    "cubeos/state/ports".to_owned()
+}
+
+/// `cubeos/state/apps/+`: every app's configuration, not its status.
+pub fn all_app_states() -> String {
+    "cubeos/state/apps/+".to_owned()
+}
+
 /// `cubeos/state/#`: the whole system's state, for dashboards and tests.
 pub fn all_state() -> String {
     "cubeos/state/#".to_owned()
@@ -152,4 +162,5 @@ mod filter_tests {
 /// Service names: the `<service>` part of command and liveness topics.
 pub mod service {
     pub const REGISTRY: &str = "registry";
+    pub const PORT_ALLOCATOR: &str = "port-allocator";
 }

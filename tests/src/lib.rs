@@ -110,14 +110,6 @@ impl System {
         client.shutdown().await;
     }
 
-    /// Stops the in-process registry and waits for it.
-    pub async fn stop_registry(&mut self) {
-        if let Some((trigger, handle)) = self.registry.take() {
-            trigger.trigger();
-            handle.await.expect("registry task").expect("registry stops cleanly");
-        }
-    }
-
     pub fn options(&self, client_id: &str) -> BusOptions {
         BusOptions::new(
             &self.config,
@@ -267,4 +259,51 @@ impl Proxy {
     pub fn cut(&self) {
         self.cut.send_modify(|n| *n += 1);
     }
+}
+
+/// True when a Docker daemon in Swarm mode answers; otherwise SKIP (or fail in
+/// strict mode).
+pub async fn require_swarm(test: &str) -> Option<bollard::Docker> {
+    let docker = cubeos_shared::docker::connect(&Default::default()).await.ok();
+    let swarm = match &docker {
+        Some(d) => d.inspect_swarm().await.is_ok(),
+        None => false,
+    };
+    skip_unless(test, swarm, "no Docker daemon in Swarm mode at /var/run/docker.sock")
+        .then_some(docker)
+        .flatten()
+}
+
+/// The test image: busybox, statically linked, in an image built FROM scratch
+/// (no image can be pulled here). Built once per machine with the docker CLI.
+pub const TEST_IMAGE: &str = "cubeos-test/busybox:latest";
+
+pub fn ensure_test_image() {
+    let present = std::process::Command::new("docker")
+        .args(["image", "inspect", TEST_IMAGE])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return;
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is installed");
+    let dir = tempfile::tempdir().expect("build dir");
+    std::fs::copy(busybox, dir.path().join("busybox")).expect("copy busybox");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n",
+    )
+    .expect("Dockerfile");
+    let status = std::process::Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", TEST_IMAGE])
+        .arg(dir.path())
+        .status()
+        .expect("docker build runs");
+    assert!(status.success(), "building {TEST_IMAGE} failed");
 }

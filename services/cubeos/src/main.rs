@@ -37,7 +37,7 @@ enum Command {
     Up,
     /// Run one service against a running broker.
     Run {
-        /// One of: registry.
+        /// One of: registry, port-allocator.
         service: String,
     },
     /// Apps: list and inspect.
@@ -46,6 +46,9 @@ enum Command {
     /// System state: get and set keys.
     #[command(subcommand)]
     State(cli::state::StateCommand),
+    /// Ports: ranges, checks, allocations.
+    #[command(subcommand)]
+    Port(cli::port::PortCommand),
 }
 
 fn load_config(args: &Args) -> anyhow::Result<Config> {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
             Command::Run { service } => up::run_one(config, &service).await,
             Command::App(cmd) => cli::app::run(&config, cmd).await,
             Command::State(cmd) => cli::state::run(&config, cmd).await,
+            Command::Port(cmd) => cli::port::run(&config, cmd).await,
         }
     });
     match result {

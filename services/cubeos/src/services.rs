@@ -8,7 +8,12 @@ use cubeos_shared::ServiceContext;
 type Entry = fn(ServiceContext) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// Every service, in start order.
-pub const ALL: &[(&str, Entry)] = &[(cubeos_registry::SERVICE, |ctx| Box::pin(cubeos_registry::run(ctx)))];
+pub const ALL: &[(&str, Entry)] = &[
+    (cubeos_registry::SERVICE, |ctx| Box::pin(cubeos_registry::run(ctx))),
+    (cubeos_port_allocator::SERVICE, |ctx| {
+        Box::pin(cubeos_port_allocator::run(ctx))
+    }),
+];
 
 pub fn find(name: &str) -> Option<Entry> {
     ALL.iter().find(|(n, _)| *n == name).map(|(_, entry)| *entry)

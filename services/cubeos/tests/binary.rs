@@ -94,7 +94,8 @@ fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
             .spawn()
             .expect("up starts"),
     );
-    let lines = wait_for_lines(&mut up.0, "service ready", 1);
+    // The registry and the port allocator.
+    let lines = wait_for_lines(&mut up.0, "service ready", 2);
     assert_eq!(
         lines.iter().filter(|l| l.contains("broker listening")).count(),
         2,

@@ -1,0 +1,376 @@
+//! The port allocator: hands out ports that are free everywhere, reuses freed ones
+//! and explains every conflict.
+//!
+//! "Free" means free in the store, not bound by a live TCP/UDP socket on the host
+//! (IPv4 and IPv6, from `/proc/net`), and not published by a Swarm service (when
+//! Docker is reachable; replies say when it was not). Candidates are the preferred
+//! ports (when allowed and free), then the app type's range from its lowest port —
+//! unlike the seed's `MAX(port)+1`, a freed port is reused and a full tail does not
+//! hide free ports below it. The registry's `UNIQUE(port, protocol)` stays the
+//! arbiter: a `conflict` on reserve moves on to the next candidate.
+//!
+//! ## Commands (`cubeos/cmd/port-allocator/<action>`)
+//!
+//! | action | args | reply |
+//! |---|---|---|
+//! | `allocate` | `app`, `protocol?` (tcp), `count?` (1-64), `preferred?: [port]`, `type?` (the app's) | `{app, protocol, ports, notes, swarm}` |
+//! | `release` | `app`, `port?`, `protocol?` | `{released}` (all of the app's ports without `port`) |
+//! | `check` | `port`, `protocol?` | `{port, protocol, free, range, reserved, held_by, swarm}` |
+//! | `available` | `type?` (user), `protocol?`, `limit?` (20, at most 1000) | `{type, protocol, ports, swarm}` |
+//! | `stats` | — | per range `{type, start, end, in_use, free}` for tcp and udp |
+//!
+//! Publishes retained `cubeos/state/ports` (the stats) at start, after every
+//! allocation and release, whenever an app's state changes, and every
+//! `ports.refresh_interval`.
+
+pub mod host;
+pub mod occupancy;
+pub mod ranges;
+pub mod swarm;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cubeos_shared::config::DockerConfig;
+use cubeos_shared::models::{AppType, Protocol};
+use cubeos_shared::topics::{
+    self,
+    service::{PORT_ALLOCATOR, REGISTRY},
+};
+use cubeos_shared::{Bus, BusError, ErrorCode, Request, ServiceContext, validate};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use occupancy::{Occupancy, candidates, describe, stats};
+use ranges::Ranges;
+
+pub const SERVICE: &str = PORT_ALLOCATOR;
+
+/// Most ports one allocation may ask for.
+pub const MAX_COUNT: i64 = 64;
+
+pub struct Allocator {
+    bus: Bus,
+    ranges: Ranges,
+    docker: DockerConfig,
+    proc_root: PathBuf,
+    /// One allocation at a time: concurrent callers would otherwise all race for
+    /// the same lowest port and retry.
+    lock: Mutex<()>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllocateArgs {
+    app: String,
+    protocol: Option<Protocol>,
+    count: Option<i64>,
+    #[serde(default)]
+    preferred: Vec<i64>,
+    #[serde(rename = "type")]
+    app_type: Option<AppType>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseArgs {
+    app: String,
+    port: Option<i64>,
+    protocol: Option<Protocol>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckArgs {
+    port: i64,
+    protocol: Option<Protocol>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AvailableArgs {
+    #[serde(rename = "type")]
+    app_type: Option<AppType>,
+    protocol: Option<Protocol>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+fn bad(e: validate::FieldError) -> BusError {
+    BusError::bad_request(e.to_string())
+}
+
+impl Allocator {
+    pub fn new(bus: Bus, ranges: Ranges, docker: DockerConfig) -> Self {
+        Allocator {
+            bus,
+            ranges,
+            docker,
+            proc_root: PathBuf::from("/proc"),
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Reads the store (through the registry), the host's sockets and Swarm.
+    pub async fn occupancy(&self) -> Result<Occupancy, BusError> {
+        let held = self.bus.request(REGISTRY, "port.list", &json!({})).await?;
+        let mut occ = Occupancy::default();
+        for row in held.as_array().into_iter().flatten() {
+            let port = row["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+            let protocol = serde_json::from_value::<Protocol>(row["protocol"].clone()).ok();
+            if let (Some(port), Some(protocol), Some(app)) = (port, protocol, row["app"].as_str()) {
+                occ.db.insert((port, protocol), app.to_owned());
+            }
+        }
+        occ.host = host::bound_ports(&self.proc_root);
+        match cubeos_shared::docker::connect(&self.docker).await {
+            Ok(docker) => match swarm::published_ports(&docker).await {
+                Ok(published) => occ.swarm = Some(published),
+                Err(e) => occ.swarm_error = Some(format!("Swarm services could not be listed: {e}")),
+            },
+            Err(e) => occ.swarm_error = Some(e.message),
+        }
+        Ok(occ)
+    }
+
+    async fn allocate(&self, args: AllocateArgs) -> Result<Value, BusError> {
+        validate::name("app", &args.app).map_err(bad)?;
+        let count = args.count.unwrap_or(1);
+        if !(1..=MAX_COUNT).contains(&count) {
+            return Err(BusError::bad_request(format!(
+                "count: {count} is not between 1 and {MAX_COUNT}"
+            )));
+        }
+        let preferred: Vec<u16> = args
+            .preferred
+            .iter()
+            .map(|p| validate::port("preferred", *p))
+            .collect::<Result<_, _>>()
+            .map_err(bad)?;
+        let protocol = args.protocol.unwrap_or(Protocol::Tcp);
+        let app_type = match args.app_type {
+            Some(t) => t,
+            None => {
+                let app = self
+                    .bus
+                    .request(REGISTRY, "app.get", &json!({ "name": args.app }))
+                    .await?;
+                serde_json::from_value(app["type"].clone()).unwrap_or(AppType::User)
+            }
+        };
+
+        let _one_at_a_time = self.lock.lock().await;
+        let occ = self.occupancy().await?;
+        let (candidates, mut notes) = candidates(&self.ranges, app_type, protocol, &preferred, &occ);
+        let mut got: Vec<u16> = Vec::new();
+        for port in candidates {
+            if got.len() as i64 == count {
+                break;
+            }
+            let reserve = json!({ "app": args.app, "port": port, "protocol": protocol, "is_primary": got.is_empty() && preferred.first() == Some(&port) });
+            match self.bus.request(REGISTRY, "port.reserve", &reserve).await {
+                Ok(_) => got.push(port),
+                // Someone reserved it since we looked: the registry is the arbiter.
+                Err(e) if e.code == ErrorCode::Conflict => {
+                    notes.push(format!("{port}/{protocol} was taken meanwhile: {}", e.message))
+                }
+                Err(e) => {
+                    self.undo(&args.app, &got, protocol).await;
+                    return Err(e);
+                }
+            }
+        }
+        if (got.len() as i64) < count {
+            self.undo(&args.app, &got, protocol).await;
+            let range = self.ranges.range(app_type);
+            let in_use = range.ports().filter(|p| occ.taken(*p, protocol)).count();
+            return Err(BusError::unavailable(format!(
+                "no {count} free {protocol} port(s) in the {} range {}-{}: {in_use} of {} in use",
+                ranges::type_name(app_type),
+                range.start,
+                range.end,
+                range.len()
+            ))
+            .with_details(json!({ "in_use": in_use, "size": range.len(), "swarm": occ.swarm_check() })));
+        }
+        drop(_one_at_a_time);
+        self.publish_stats().await;
+        Ok(json!({ "app": args.app, "protocol": protocol, "ports": got, "notes": notes, "swarm": occ.swarm_check() }))
+    }
+
+    async fn undo(&self, app: &str, ports: &[u16], protocol: Protocol) {
+        for port in ports {
+            if let Err(e) = self
+                .bus
+                .request(
+                    REGISTRY,
+                    "port.release",
+                    &json!({ "app": app, "port": port, "protocol": protocol }),
+                )
+                .await
+            {
+                warn!(app, port, error = %e, "could not undo a partial allocation");
+            }
+        }
+    }
+
+    async fn release(&self, args: ReleaseArgs) -> Result<Value, BusError> {
+        validate::name("app", &args.app).map_err(bad)?;
+        if let Some(p) = args.port {
+            validate::port("port", p).map_err(bad)?;
+        }
+        let reply = self
+            .bus
+            .request(
+                REGISTRY,
+                "port.release",
+                &json!({ "app": args.app, "port": args.port, "protocol": args.protocol }),
+            )
+            .await?;
+        self.publish_stats().await;
+        Ok(reply)
+    }
+
+    async fn check(&self, args: CheckArgs) -> Result<Value, BusError> {
+        let port = validate::port("port", args.port).map_err(bad)?;
+        let protocol = args.protocol.unwrap_or(Protocol::Tcp);
+        let occ = self.occupancy().await?;
+        let key = (port, protocol);
+        let mut held_by = Vec::new();
+        if let Some(app) = occ.db.get(&key) {
+            held_by.push(json!({ "kind": "app", "app": app }));
+        }
+        if let Some(inodes) = occ.host.get(&key) {
+            let holders = host::holders(&self.proc_root, inodes);
+            if holders.is_empty() {
+                held_by.push(json!({ "kind": "socket", "process": null }));
+            }
+            for h in holders {
+                held_by.push(json!({ "kind": "socket", "pid": h.pid, "process": h.process }));
+            }
+        }
+        if let Some(service) = occ.swarm.as_ref().and_then(|s| s.get(&key)) {
+            held_by.push(json!({ "kind": "swarm", "service": service }));
+        }
+        Ok(json!({
+            "port": port,
+            "protocol": protocol,
+            "free": held_by.is_empty(),
+            "range": self.ranges.type_of(port),
+            "reserved": self.ranges.reserved.contains(&port),
+            "held_by": held_by,
+            "summary": describe(port, protocol, &occ),
+            "swarm": occ.swarm_check(),
+        }))
+    }
+
+    async fn available(&self, args: AvailableArgs) -> Result<Value, BusError> {
+        let limit = args.limit.unwrap_or(20);
+        if !(1..=1000).contains(&limit) {
+            return Err(BusError::bad_request(format!(
+                "limit: {limit} is not between 1 and 1000"
+            )));
+        }
+        let app_type = args.app_type.unwrap_or(AppType::User);
+        let protocol = args.protocol.unwrap_or(Protocol::Tcp);
+        let occ = self.occupancy().await?;
+        let (ports, _) = candidates(&self.ranges, app_type, protocol, &[], &occ);
+        let ports: Vec<u16> = ports.into_iter().take(limit as usize).collect();
+        Ok(
+            json!({ "type": ranges::type_name(app_type), "protocol": protocol, "ports": ports, "swarm": occ.swarm_check() }),
+        )
+    }
+
+    async fn stats(&self) -> Result<Value, BusError> {
+        let occ = self.occupancy().await?;
+        Ok(json!({
+            "tcp": stats(&self.ranges, &occ, Protocol::Tcp),
+            "udp": stats(&self.ranges, &occ, Protocol::Udp),
+            "swarm": occ.swarm_check(),
+        }))
+    }
+
+    /// Recomputes and publishes `cubeos/state/ports`.
+    pub async fn publish_stats(&self) {
+        match self.stats().await {
+            Ok(s) => {
+                if let Err(e) = self.bus.publish_state(&topics::ports_state(), &s).await {
+                    warn!(error = %e, "ports state not sent");
+                }
+            }
+            Err(e) => warn!(error = %e, "ports state not computed"),
+        }
+    }
+}
+
+/// Registers `action`, parsing its arguments into `A`.
+fn bind<A, F, Fut>(allocator: &Arc<Allocator>, action: &'static str, f: F)
+where
+    A: serde::de::DeserializeOwned + Send + 'static,
+    F: Fn(Arc<Allocator>, A) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, BusError>> + Send + 'static,
+{
+    let weak = Arc::downgrade(allocator);
+    let f = Arc::new(f);
+    allocator.bus.handle(action, move |req: Request| {
+        let (weak, f) = (weak.clone(), Arc::clone(&f));
+        async move {
+            let allocator = weak
+                .upgrade()
+                .ok_or_else(|| BusError::unavailable("the port allocator is stopping"))?;
+            f(allocator, req.parse()?).await
+        }
+    });
+}
+
+/// The port allocator's entry point.
+pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
+    let ServiceContext {
+        config,
+        bus,
+        mut shutdown,
+    } = ctx;
+    let ranges = Ranges::from_config(&config.ports).map_err(anyhow::Error::msg)?;
+    let allocator = Arc::new(Allocator::new(bus.clone(), ranges, config.docker.clone()));
+    bind(&allocator, "allocate", |a, args: AllocateArgs| async move {
+        a.allocate(args).await
+    });
+    bind(&allocator, "release", |a, args: ReleaseArgs| async move {
+        a.release(args).await
+    });
+    bind(
+        &allocator,
+        "check",
+        |a, args: CheckArgs| async move { a.check(args).await },
+    );
+    bind(&allocator, "available", |a, args: AvailableArgs| async move {
+        a.available(args).await
+    });
+    bind(&allocator, "stats", |a, _: NoArgs| async move { a.stats().await });
+    let mut app_changes = bus
+        .subscribe(&topics::all_app_states(), rumqttc::QoS::AtMostOnce)
+        .await?;
+    bus.serve().await?;
+    info!(service = SERVICE, "service ready");
+
+    let mut tick = tokio::time::interval(config.ports.refresh_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            _ = tick.tick() => allocator.publish_stats().await,
+            Some(_) = app_changes.recv() => {
+                // A burst of app changes needs one recomputation.
+                while app_changes.try_recv().is_ok() {}
+                allocator.publish_stats().await;
+            }
+        }
+    }
+    bus.shutdown().await;
+    info!(service = SERVICE, "service stopped");
+    Ok(())
+}
