@@ -130,13 +130,11 @@ struct Inner {
 
 /// QoS of everything this client sends and subscribes to (the last will aside).
 ///
-/// DESIGN.md asks for QoS 1; CubeOS uses 0, measured and on purpose. Sessions are
-/// clean, so QoS 1 redelivers nothing across a reconnect that TCP did not already
-/// deliver: requests have timeouts, and owners republish state after reconnecting.
-/// And rumqttd 0.20 does not set TCP_NODELAY on its sockets: every PUBACK it sends
-/// is a small write that holds the next message to that client behind the
-/// client's delayed ACK — 40 ms added to each command round trip (measured with
-/// strace under the foundation benchmark).
+/// DESIGN.md asks for QoS 1; CubeOS uses 0, on purpose. Sessions are clean, so QoS 1
+/// redelivers nothing across a reconnect that TCP had not already delivered:
+/// requests have timeouts, and owners republish their state after reconnecting. It
+/// would only add a PUBACK per message — and before the broker's listeners got
+/// TCP_NODELAY, each of those held the next message behind a 40 ms delayed ACK.
 const BUS_QOS: QoS = QoS::AtMostOnce;
 
 const ONLINE: &[u8] = b"online";

@@ -18,6 +18,7 @@
 //! - [`config`]: built-in defaults, an optional TOML file, `CUBEOS__SECTION__KEY`
 //!   environment overrides, humantime durations.
 //! - [`docker`]: the Docker Engine client (bollard), for the services that need it.
+//! - [`procnet`]: the host's bound ports and their processes, from `/proc`.
 //! - [`telemetry`]: tracing setup.
 //! - [`service`]: the [`ServiceContext`] handed to each service's `run`.
 
@@ -26,6 +27,7 @@ pub mod config;
 pub mod docker;
 pub mod envelope;
 pub mod models;
+pub mod procnet;
 pub mod service;
 pub mod telemetry;
 pub mod topics;

@@ -54,6 +54,13 @@ pub fn app_state(name: &str) -> String {
     format!("cubeos/state/apps/{name}")
 }
 
+/// The app named by an app state topic (`cubeos/state/apps/<name>`).
+pub fn app_of_state(topic: &str) -> Option<&str> {
+    topic
+        .strip_prefix("cubeos/state/apps/")
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+}
+
 /// `cubeos/state/apps/<name>/status`: an app's runtime status (owner: orchestrator).
 pub fn app_status(name: &str) -> String {
     format!("cubeos/state/apps/{name}/status")

@@ -58,26 +58,39 @@ pub fn test_config(dir: &Path) -> Config {
     config
 }
 
-/// A running broker, with or without the registry.
+type Running = (ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>);
+type Entry = fn(ServiceContext) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+
+/// A running broker with the services a test asked for, in this process.
 pub struct System {
     pub dir: tempfile::TempDir,
     pub config: Arc<Config>,
     pub credentials: Credentials,
-    registry: Option<(ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+    services: Vec<Running>,
 }
 
 impl System {
     /// Broker and registry, ready for commands.
     pub async fn start() -> System {
-        let mut system = Self::broker_only().await;
+        Self::start_with(|_| {}).await
+    }
+
+    /// Broker and registry with `configure` applied to the test configuration.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> System {
+        let mut system = Self::broker_with(configure).await;
         system.start_registry().await;
         system
     }
 
     /// Only the broker (for tests that run the registry as a separate process).
     pub async fn broker_only() -> System {
+        Self::broker_with(|_| {}).await
+    }
+
+    async fn broker_with(configure: impl FnOnce(&mut Config)) -> System {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = test_config(dir.path());
+        let mut config = test_config(dir.path());
+        configure(&mut config);
         cubeos_shared::telemetry::init(&config.log);
         let credentials = Credentials::load_or_create(&config.credentials_path()).expect("credentials");
         cubeos_broker::start(&config.broker, &credentials).expect("broker starts");
@@ -85,29 +98,50 @@ impl System {
             dir,
             config: Arc::new(config),
             credentials,
-            registry: None,
+            services: Vec::new(),
         }
     }
 
     /// Starts the registry in this process and waits until it answers.
     pub async fn start_registry(&mut self) {
-        let bus = Bus::connect(
-            self.options(cubeos_registry::SERVICE)
-                .for_service(cubeos_registry::SERVICE),
-        )
-        .await
-        .expect("registry connects");
+        self.start_service(cubeos_registry::SERVICE, |ctx| Box::pin(cubeos_registry::run(ctx)))
+            .await;
+        let client = self.client("ready-probe").await;
+        wait_for_registry(&client).await;
+        client.shutdown().await;
+    }
+
+    /// Starts the port allocator in this process and waits until it answers.
+    pub async fn start_port_allocator(&mut self) {
+        let name = cubeos_port_allocator::SERVICE;
+        self.start_service(name, |ctx| Box::pin(cubeos_port_allocator::run(ctx)))
+            .await;
+        let client = self.client("ready-probe-ports").await;
+        for _ in 0..100 {
+            if client
+                .request_with_timeout(name, "stats", &json!({}), Duration::from_secs(2))
+                .await
+                .is_ok()
+            {
+                client.shutdown().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the port allocator did not answer");
+    }
+
+    async fn start_service(&mut self, name: &str, run: Entry) {
+        let bus = Bus::connect(self.options(name).for_service(name))
+            .await
+            .expect("service connects");
         let (trigger, shutdown) = Shutdown::new();
         let ctx = ServiceContext {
             config: Arc::clone(&self.config),
             bus,
             shutdown,
         };
-        let handle = tokio::spawn(cubeos_registry::run(ctx));
-        self.registry = Some((trigger, handle));
-        let client = self.client("ready-probe").await;
-        wait_for_registry(&client).await;
-        client.shutdown().await;
+        self.services.push((trigger, tokio::spawn(run(ctx))));
     }
 
     pub fn options(&self, client_id: &str) -> BusOptions {

@@ -164,6 +164,38 @@ fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("conflict"));
 
+    // Ports through the allocator, from the command line.
+    let out = run(cubeos(&data, mqtt, ws).args(["port", "allocate", "wiki", "--preferred", "6130"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("preferred port 6130/tcp is taken (app 'wiki')"),
+        "{out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("wiki: 6100/tcp"),
+        "{out:?}"
+    );
+    let out = run(cubeos(&data, mqtt, ws).args(["port", "check", "6100"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("6100/tcp is taken (user range):\n  app wiki"),
+        "{out:?}"
+    );
+    let out = run(cubeos(&data, mqtt, ws).args(["port", "check", "6101", "--udp"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("6101/udp is free"),
+        "{out:?}"
+    );
+    let out = run(cubeos(&data, mqtt, ws).args(["port", "check", "70000"]));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bad_request"));
+    let out = run(cubeos(&data, mqtt, ws).args(["port", "ls"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("user") && l.contains("tcp") && l.contains("6100-6999") && l.contains(" 2 ")),
+        "{text}"
+    );
+    let out = run(cubeos(&data, mqtt, ws).args(["port", "release", "wiki", "6100"]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "released 6100/tcp");
+
     sigterm(&up.0);
     let status = wait_exit(&mut up.0, Duration::from_secs(15));
     assert!(status.success(), "{status:?}");

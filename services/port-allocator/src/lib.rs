@@ -19,15 +19,16 @@
 //! | `available` | `type?` (user), `protocol?`, `limit?` (20, at most 1000) | `{type, protocol, ports, swarm}` |
 //! | `stats` | — | per range `{type, start, end, in_use, free}` for tcp and udp |
 //!
-//! Publishes retained `cubeos/state/ports` (the stats) at start, after every
-//! allocation and release, whenever an app's state changes, and every
-//! `ports.refresh_interval`.
+//! Publishes retained `cubeos/state/ports` (the stats) at start, whenever an app's
+//! state changes (the registry republishes an app on every reservation and
+//! release, so this covers changes made by anyone; bursts are coalesced), and
+//! every `ports.refresh_interval`.
 
-pub mod host;
 pub mod occupancy;
 pub mod ranges;
 pub mod swarm;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -37,7 +38,7 @@ use cubeos_shared::topics::{
     self,
     service::{PORT_ALLOCATOR, REGISTRY},
 };
-use cubeos_shared::{Bus, BusError, ErrorCode, Request, ServiceContext, validate};
+use cubeos_shared::{Bus, BusError, ErrorCode, Request, ServiceContext, procnet, validate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -48,17 +49,49 @@ use ranges::Ranges;
 
 pub const SERVICE: &str = PORT_ALLOCATOR;
 
+/// How long a burst of app changes may last before the stats are recomputed.
+const STATS_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Most ports one allocation may ask for.
 pub const MAX_COUNT: i64 = 64;
 
 pub struct Allocator {
     bus: Bus,
     ranges: Ranges,
-    docker: DockerConfig,
+    docker_config: DockerConfig,
+    /// Connected on first use and kept; dropped after a failed call so that the
+    /// next one reconnects.
+    docker: Mutex<Option<bollard::Docker>>,
     proc_root: PathBuf,
+    /// Every app's type and ports, kept from the registry's retained app states:
+    /// allocations read it instead of asking for every reservation each time. A
+    /// stale view only costs a `conflict` from the registry, after which the
+    /// allocation re-reads the store.
+    known: std::sync::Mutex<HashMap<String, KnownApp>>,
     /// One allocation at a time: concurrent callers would otherwise all race for
     /// the same lowest port and retry.
     lock: Mutex<()>,
+}
+
+/// What the allocator keeps of an app.
+#[derive(Debug, Clone)]
+struct KnownApp {
+    app_type: AppType,
+    ports: Vec<(u16, Protocol)>,
+}
+
+/// The part of `cubeos/state/apps/<name>` the allocator reads.
+#[derive(Debug, Deserialize)]
+struct AppState {
+    #[serde(rename = "type")]
+    app_type: AppType,
+    ports: Vec<PortState>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PortState {
+    port: u16,
+    protocol: Protocol,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,32 +143,85 @@ impl Allocator {
         Allocator {
             bus,
             ranges,
-            docker,
+            docker_config: docker,
+            docker: Mutex::new(None),
             proc_root: PathBuf::from("/proc"),
+            known: std::sync::Mutex::new(HashMap::new()),
             lock: Mutex::new(()),
         }
     }
 
-    /// Reads the store (through the registry), the host's sockets and Swarm.
-    pub async fn occupancy(&self) -> Result<Occupancy, BusError> {
-        let held = self.bus.request(REGISTRY, "port.list", &json!({})).await?;
+    /// Records an app's retained state (an empty payload: the app is gone).
+    pub fn observe_app(&self, topic: &str, payload: &[u8]) {
+        let Some(name) = topics::app_of_state(topic) else {
+            return;
+        };
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if payload.is_empty() {
+            known.remove(name);
+        } else if let Ok(state) = serde_json::from_slice::<AppState>(payload) {
+            let ports = state.ports.iter().map(|p| (p.port, p.protocol)).collect();
+            known.insert(
+                name.to_owned(),
+                KnownApp {
+                    app_type: state.app_type,
+                    ports,
+                },
+            );
+        }
+    }
+
+    fn known_type(&self, app: &str) -> Option<AppType> {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            .map(|k| k.app_type)
+    }
+
+    /// Reads reservations (from what the registry published, or with `fresh` from
+    /// the store itself), the host's sockets and Swarm.
+    pub async fn occupancy(&self, fresh: bool) -> Result<Occupancy, BusError> {
         let mut occ = Occupancy::default();
-        for row in held.as_array().into_iter().flatten() {
-            let port = row["port"].as_u64().and_then(|p| u16::try_from(p).ok());
-            let protocol = serde_json::from_value::<Protocol>(row["protocol"].clone()).ok();
-            if let (Some(port), Some(protocol), Some(app)) = (port, protocol, row["app"].as_str()) {
-                occ.db.insert((port, protocol), app.to_owned());
+        if fresh {
+            let held = self.bus.request(REGISTRY, "port.list", &json!({})).await?;
+            for row in held.as_array().into_iter().flatten() {
+                let port = row["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+                let protocol = serde_json::from_value::<Protocol>(row["protocol"].clone()).ok();
+                if let (Some(port), Some(protocol), Some(app)) = (port, protocol, row["app"].as_str()) {
+                    occ.db.insert((port, protocol), app.to_owned());
+                }
+            }
+        } else {
+            for (app, k) in self.known.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                occ.db.extend(k.ports.iter().map(|key| (*key, app.clone())));
             }
         }
-        occ.host = host::bound_ports(&self.proc_root);
-        match cubeos_shared::docker::connect(&self.docker).await {
-            Ok(docker) => match swarm::published_ports(&docker).await {
-                Ok(published) => occ.swarm = Some(published),
-                Err(e) => occ.swarm_error = Some(format!("Swarm services could not be listed: {e}")),
-            },
-            Err(e) => occ.swarm_error = Some(e.message),
+        occ.host = procnet::bound_ports(&self.proc_root);
+        match self.swarm_ports().await {
+            Ok(published) => occ.swarm = Some(published),
+            Err(reason) => occ.swarm_error = Some(reason),
         }
         Ok(occ)
+    }
+
+    async fn swarm_ports(&self) -> Result<swarm::Published, String> {
+        let mut docker = self.docker.lock().await;
+        if docker.is_none() {
+            *docker = Some(
+                cubeos_shared::docker::connect(&self.docker_config)
+                    .await
+                    .map_err(|e| e.message)?,
+            );
+        }
+        let client = docker.as_ref().ok_or("no Docker client")?;
+        match swarm::published_ports(client).await {
+            Ok(published) => Ok(published),
+            Err(e) => {
+                *docker = None;
+                Err(format!("Swarm services could not be listed: {e}"))
+            }
+        }
     }
 
     async fn allocate(&self, args: AllocateArgs) -> Result<Value, BusError> {
@@ -153,7 +239,7 @@ impl Allocator {
             .collect::<Result<_, _>>()
             .map_err(bad)?;
         let protocol = args.protocol.unwrap_or(Protocol::Tcp);
-        let app_type = match args.app_type {
+        let app_type = match args.app_type.or_else(|| self.known_type(&args.app)) {
             Some(t) => t,
             None => {
                 let app = self
@@ -165,19 +251,32 @@ impl Allocator {
         };
 
         let _one_at_a_time = self.lock.lock().await;
-        let occ = self.occupancy().await?;
-        let (candidates, mut notes) = candidates(&self.ranges, app_type, protocol, &preferred, &occ);
+        let mut occ = self.occupancy(false).await?;
+        let (mut queue, mut notes) = candidates(&self.ranges, app_type, protocol, &preferred, &occ);
         let mut got: Vec<u16> = Vec::new();
-        for port in candidates {
-            if got.len() as i64 == count {
-                break;
-            }
-            let reserve = json!({ "app": args.app, "port": port, "protocol": protocol, "is_primary": got.is_empty() && preferred.first() == Some(&port) });
+        let mut reread = false;
+        let mut next = 0;
+        while (got.len() as i64) < count && next < queue.len() {
+            let port = queue[next];
+            next += 1;
+            let primary = got.is_empty() && preferred.first() == Some(&port);
+            let reserve = json!({ "app": args.app, "port": port, "protocol": protocol, "is_primary": primary });
             match self.bus.request(REGISTRY, "port.reserve", &reserve).await {
-                Ok(_) => got.push(port),
-                // Someone reserved it since we looked: the registry is the arbiter.
+                Ok(_) => {
+                    got.push(port);
+                    self.remember(&args.app, app_type, port, protocol);
+                }
+                // The view was stale (or someone was quicker): the registry is the
+                // arbiter. Re-read the store once and go on from there.
                 Err(e) if e.code == ErrorCode::Conflict => {
-                    notes.push(format!("{port}/{protocol} was taken meanwhile: {}", e.message))
+                    notes.push(format!("{port}/{protocol} was taken meanwhile: {}", e.message));
+                    if !reread {
+                        reread = true;
+                        occ = self.occupancy(true).await?;
+                        let (fresh, _) = candidates(&self.ranges, app_type, protocol, &[], &occ);
+                        queue = fresh.into_iter().filter(|p| !got.contains(p)).collect();
+                        next = 0;
+                    }
                 }
                 Err(e) => {
                     self.undo(&args.app, &got, protocol).await;
@@ -198,9 +297,19 @@ impl Allocator {
             ))
             .with_details(json!({ "in_use": in_use, "size": range.len(), "swarm": occ.swarm_check() })));
         }
-        drop(_one_at_a_time);
-        self.publish_stats().await;
         Ok(json!({ "app": args.app, "protocol": protocol, "ports": got, "notes": notes, "swarm": occ.swarm_check() }))
+    }
+
+    fn remember(&self, app: &str, app_type: AppType, port: u16, protocol: Protocol) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .entry(app.to_owned())
+            .or_insert(KnownApp {
+                app_type,
+                ports: Vec::new(),
+            })
+            .ports
+            .push((port, protocol));
     }
 
     async fn undo(&self, app: &str, ports: &[u16], protocol: Protocol) {
@@ -232,21 +341,36 @@ impl Allocator {
                 &json!({ "app": args.app, "port": args.port, "protocol": args.protocol }),
             )
             .await?;
-        self.publish_stats().await;
+        // Forget them now: the registry's state update follows, but a caller may
+        // allocate again before it arrives.
+        let released: Vec<(u16, Protocol)> = reply["released"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                Some((
+                    u16::try_from(r["port"].as_u64()?).ok()?,
+                    serde_json::from_value(r["protocol"].clone()).ok()?,
+                ))
+            })
+            .collect();
+        if let Some(k) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&args.app) {
+            k.ports.retain(|p| !released.contains(p));
+        }
         Ok(reply)
     }
 
     async fn check(&self, args: CheckArgs) -> Result<Value, BusError> {
         let port = validate::port("port", args.port).map_err(bad)?;
         let protocol = args.protocol.unwrap_or(Protocol::Tcp);
-        let occ = self.occupancy().await?;
+        let occ = self.occupancy(true).await?;
         let key = (port, protocol);
         let mut held_by = Vec::new();
         if let Some(app) = occ.db.get(&key) {
             held_by.push(json!({ "kind": "app", "app": app }));
         }
         if let Some(inodes) = occ.host.get(&key) {
-            let holders = host::holders(&self.proc_root, inodes);
+            let holders = procnet::holders(&self.proc_root, inodes);
             if holders.is_empty() {
                 held_by.push(json!({ "kind": "socket", "process": null }));
             }
@@ -278,7 +402,7 @@ impl Allocator {
         }
         let app_type = args.app_type.unwrap_or(AppType::User);
         let protocol = args.protocol.unwrap_or(Protocol::Tcp);
-        let occ = self.occupancy().await?;
+        let occ = self.occupancy(false).await?;
         let (ports, _) = candidates(&self.ranges, app_type, protocol, &[], &occ);
         let ports: Vec<u16> = ports.into_iter().take(limit as usize).collect();
         Ok(
@@ -287,7 +411,7 @@ impl Allocator {
     }
 
     async fn stats(&self) -> Result<Value, BusError> {
-        let occ = self.occupancy().await?;
+        let occ = self.occupancy(false).await?;
         Ok(json!({
             "tcp": stats(&self.ranges, &occ, Protocol::Tcp),
             "udp": stats(&self.ranges, &occ, Protocol::Udp),
@@ -363,9 +487,13 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
         tokio::select! {
             _ = shutdown.wait() => break,
             _ = tick.tick() => allocator.publish_stats().await,
-            Some(_) = app_changes.recv() => {
+            Some(msg) = app_changes.recv() => {
+                allocator.observe_app(&msg.topic, &msg.payload);
                 // A burst of app changes needs one recomputation.
-                while app_changes.try_recv().is_ok() {}
+                tokio::time::sleep(STATS_DEBOUNCE).await;
+                while let Ok(msg) = app_changes.try_recv() {
+                    allocator.observe_app(&msg.topic, &msg.payload);
+                }
                 allocator.publish_stats().await;
             }
         }

@@ -7,9 +7,9 @@ use std::collections::{HashMap, HashSet};
 use cubeos_shared::models::{AppType, Protocol};
 use serde::Serialize;
 
-use crate::host::Bound;
 use crate::ranges::Ranges;
 use crate::swarm::Published;
+use cubeos_shared::procnet::Bound;
 
 /// Everything that holds ports right now.
 #[derive(Debug, Default)]

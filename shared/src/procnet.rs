@@ -1,13 +1,15 @@
 //! Ports bound on this host, read from the kernel's socket tables
 //! (`/proc/net/{tcp,tcp6,udp,udp6}`): listening TCP sockets and bound UDP
 //! sockets, IPv4 and IPv6. The owning process is found through `/proc/<pid>/fd`
-//! when it is visible to us.
+//! when it is visible to us. Used by the broker (is a listener up?) and the port
+//! allocator (is a port free? who holds it?).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use cubeos_shared::models::Protocol;
 use serde::Serialize;
+
+use crate::models::Protocol;
 
 const TCP_LISTEN: &str = "0A";
 
@@ -63,25 +65,32 @@ pub struct Holder {
     pub process: String,
 }
 
+/// The file descriptors in `fd_dir` (a `/proc/<pid>/fd`) that are one of `inodes`.
+pub fn socket_fds(fd_dir: &Path, inodes: &[u64]) -> Vec<i32> {
+    let wanted: BTreeMap<String, ()> = inodes.iter().map(|i| (format!("socket:[{i}]"), ())).collect();
+    let Ok(fds) = std::fs::read_dir(fd_dir) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .ok()
+                .and_then(|l| l.to_str().map(|s| wanted.contains_key(s)))
+                .unwrap_or(false)
+        })
+        .filter_map(|fd| fd.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect()
+}
+
 /// The processes that hold any of `inodes` (those we may look into).
 pub fn holders(root: &Path, inodes: &[u64]) -> Vec<Holder> {
-    let wanted: BTreeMap<String, ()> = inodes.iter().map(|i| (format!("socket:[{i}]"), ())).collect();
     let mut out = Vec::new();
     let Ok(procs) = std::fs::read_dir(root) else { return out };
     for entry in procs.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        let holds = fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path())
-                .ok()
-                .and_then(|l| l.to_str().map(|s| wanted.contains_key(s)))
-                .unwrap_or(false)
-        });
-        if holds {
+        if !socket_fds(&entry.path().join("fd"), inodes).is_empty() {
             let process = std::fs::read_to_string(entry.path().join("comm"))
                 .unwrap_or_default()
                 .trim()
