@@ -58,6 +58,24 @@ pub fn bound_ports(root: &Path) -> Bound {
     out
 }
 
+/// Whether a socket could bind `port` on every address right now (IPv6 dual-stack,
+/// or IPv4 where IPv6 is off). Cheap and exact for the instant it runs; the
+/// tables above are the overview (reading them walks the kernel's whole socket
+/// hash, milliseconds on a large machine).
+pub fn bindable(port: u16, protocol: Protocol) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
+    let v6 = (Ipv6Addr::UNSPECIFIED, port);
+    let v4 = (Ipv4Addr::UNSPECIFIED, port);
+    match protocol {
+        Protocol::Tcp => TcpListener::bind(v6).is_ok() || (TcpListener::bind(v4).is_ok() && !ipv6_enabled()),
+        Protocol::Udp => UdpSocket::bind(v6).is_ok() || (UdpSocket::bind(v4).is_ok() && !ipv6_enabled()),
+    }
+}
+
+fn ipv6_enabled() -> bool {
+    std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_ok()
+}
+
 /// A process holding a socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Holder {
@@ -131,6 +149,17 @@ mod tests {
         assert_eq!(b.get(&(53, Protocol::Udp)), Some(&vec![44444]));
         parse_table("garbage\nmore garbage without fields\n", Protocol::Tcp, &mut b);
         assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn a_bound_port_is_not_bindable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(!bindable(port, Protocol::Tcp));
+        let udp = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        assert!(!bindable(udp.local_addr().unwrap().port(), Protocol::Udp));
+        drop(listener);
+        assert!(bindable(port, Protocol::Tcp));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use cubeos_broker::Credentials;
 use cubeos_shared::service::{Shutdown, ShutdownTrigger};
 use cubeos_shared::{Bus, BusOptions, Config, ServiceContext};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// True when missing components must fail tests instead of skipping them.
 pub fn strict() -> bool {
@@ -244,11 +244,6 @@ pub async fn snapshot(db: &Path) -> Vec<(String, Vec<String>)> {
         out.push((table, rendered));
     }
     out
-}
-
-/// A minimal app-create argument object.
-pub fn app_args(name: &str) -> Value {
-    json!({ "name": name })
 }
 
 /// A TCP forwarder whose target can be switched and whose connections can be cut,

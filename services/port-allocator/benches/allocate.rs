@@ -42,6 +42,8 @@ async fn main() {
     }
     assert_eq!(used, 800);
 
+    // Let the allocator see the 800 reservations (retained app states).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     // Ours: allocate, then release so that 800 stay in use.
     let mut ours = Vec::with_capacity(ROUNDS);
     let start = Instant::now();

@@ -59,19 +59,36 @@ pub struct Allocator {
     bus: Bus,
     ranges: Ranges,
     docker_config: DockerConfig,
-    /// Connected on first use and kept; dropped after a failed call so that the
-    /// next one reconnects.
-    docker: Mutex<Option<bollard::Docker>>,
+    /// Connected on first use and kept; dropped after a failed call. While Docker
+    /// is unreachable, a new attempt is made at most every `DOCKER_RETRY`.
+    docker: Mutex<DockerLink>,
     proc_root: PathBuf,
     /// Every app's type and ports, kept from the registry's retained app states:
     /// allocations read it instead of asking for every reservation each time. A
     /// stale view only costs a `conflict` from the registry, after which the
     /// allocation re-reads the store.
     known: std::sync::Mutex<HashMap<String, KnownApp>>,
+    /// The host's socket tables, re-read at most every `HOST_SNAPSHOT_TTL` for
+    /// allocations (each chosen port is also probed with a bind right before it
+    /// is reserved, so a socket that appeared since is still seen).
+    host_snapshot: std::sync::Mutex<Option<(std::time::Instant, procnet::Bound)>>,
     /// One allocation at a time: concurrent callers would otherwise all race for
     /// the same lowest port and retry.
     lock: Mutex<()>,
 }
+
+/// The allocator's connection to Docker.
+enum DockerLink {
+    Idle,
+    Up(bollard::Docker),
+    Down { since: std::time::Instant, reason: String },
+}
+
+/// How long a reading of the host's socket tables serves allocations.
+const HOST_SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long an unreachable Docker is believed down before the next attempt.
+const DOCKER_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the allocator keeps of an app.
 #[derive(Debug, Clone)]
@@ -144,9 +161,10 @@ impl Allocator {
             bus,
             ranges,
             docker_config: docker,
-            docker: Mutex::new(None),
+            docker: Mutex::new(DockerLink::Idle),
             proc_root: PathBuf::from("/proc"),
             known: std::sync::Mutex::new(HashMap::new()),
+            host_snapshot: std::sync::Mutex::new(None),
             lock: Mutex::new(()),
         }
     }
@@ -197,7 +215,7 @@ impl Allocator {
                 occ.db.extend(k.ports.iter().map(|key| (*key, app.clone())));
             }
         }
-        occ.host = procnet::bound_ports(&self.proc_root);
+        occ.host = self.host_sockets(fresh);
         match self.swarm_ports().await {
             Ok(published) => occ.swarm = Some(published),
             Err(reason) => occ.swarm_error = Some(reason),
@@ -205,21 +223,49 @@ impl Allocator {
         Ok(occ)
     }
 
-    async fn swarm_ports(&self) -> Result<swarm::Published, String> {
-        let mut docker = self.docker.lock().await;
-        if docker.is_none() {
-            *docker = Some(
-                cubeos_shared::docker::connect(&self.docker_config)
-                    .await
-                    .map_err(|e| e.message)?,
-            );
+    fn host_sockets(&self, fresh: bool) -> procnet::Bound {
+        let mut snapshot = self.host_snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        match &*snapshot {
+            Some((at, bound)) if !fresh && at.elapsed() < HOST_SNAPSHOT_TTL => bound.clone(),
+            _ => {
+                let bound = procnet::bound_ports(&self.proc_root);
+                *snapshot = Some((std::time::Instant::now(), bound.clone()));
+                bound
+            }
         }
-        let client = docker.as_ref().ok_or("no Docker client")?;
-        match swarm::published_ports(client).await {
+    }
+
+    async fn swarm_ports(&self) -> Result<swarm::Published, String> {
+        let mut link = self.docker.lock().await;
+        if let DockerLink::Down { since, reason } = &*link {
+            if since.elapsed() < DOCKER_RETRY {
+                return Err(reason.clone());
+            }
+        }
+        if !matches!(*link, DockerLink::Up(_)) {
+            match cubeos_shared::docker::connect(&self.docker_config).await {
+                Ok(docker) => *link = DockerLink::Up(docker),
+                Err(e) => {
+                    *link = DockerLink::Down {
+                        since: std::time::Instant::now(),
+                        reason: e.message.clone(),
+                    };
+                    return Err(e.message);
+                }
+            }
+        }
+        let DockerLink::Up(docker) = &*link else {
+            return Err("no Docker client".into());
+        };
+        match swarm::published_ports(docker).await {
             Ok(published) => Ok(published),
             Err(e) => {
-                *docker = None;
-                Err(format!("Swarm services could not be listed: {e}"))
+                let reason = format!("Swarm services could not be listed: {e}");
+                *link = DockerLink::Down {
+                    since: std::time::Instant::now(),
+                    reason: reason.clone(),
+                };
+                Err(reason)
             }
         }
     }
@@ -259,6 +305,10 @@ impl Allocator {
         while (got.len() as i64) < count && next < queue.len() {
             let port = queue[next];
             next += 1;
+            if !procnet::bindable(port, protocol) {
+                notes.push(format!("{port}/{protocol} was bound on the host meanwhile"));
+                continue;
+            }
             let primary = got.is_empty() && preferred.first() == Some(&port);
             let reserve = json!({ "app": args.app, "port": port, "protocol": protocol, "is_primary": primary });
             match self.bus.request(REGISTRY, "port.reserve", &reserve).await {
@@ -483,17 +533,20 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     info!(service = SERVICE, "service ready");
 
     let mut tick = tokio::time::interval(config.ports.refresh_interval);
+    // App changes update the view at once; the stats they change are published
+    // once per burst.
+    let mut publish_at: Option<tokio::time::Instant> = None;
     loop {
+        let due = publish_at;
         tokio::select! {
             _ = shutdown.wait() => break,
             _ = tick.tick() => allocator.publish_stats().await,
             Some(msg) = app_changes.recv() => {
                 allocator.observe_app(&msg.topic, &msg.payload);
-                // A burst of app changes needs one recomputation.
-                tokio::time::sleep(STATS_DEBOUNCE).await;
-                while let Ok(msg) = app_changes.try_recv() {
-                    allocator.observe_app(&msg.topic, &msg.payload);
-                }
+                publish_at.get_or_insert_with(|| tokio::time::Instant::now() + STATS_DEBOUNCE);
+            }
+            _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
+                publish_at = None;
                 allocator.publish_stats().await;
             }
         }

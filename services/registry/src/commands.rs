@@ -32,7 +32,7 @@ fn to_json<T: Serialize>(value: T) -> Result<Value> {
 
 /// Registers `action`: its arguments parse into `A`, then `f` runs. Handlers hold
 /// the registry weakly so that dropping it ends the service.
-fn bind<A, F, Fut>(registry: &Arc<Registry>, action: &'static str, f: F)
+fn bind<A, F, Fut>(registry: &Arc<Registry>, action: &str, f: F)
 where
     A: DeserializeOwned + Send + 'static,
     F: Fn(Arc<Registry>, A) -> Fut + Send + Sync + 'static,
@@ -162,14 +162,14 @@ struct Empty {}
 /// `<prefix>.get`, `<prefix>.set` and `<prefix>.delete` over one settings table.
 /// System state is published as one object; preferences are not state.
 fn bind_settings(r: &Arc<Registry>, prefix: &'static str, table: Table) {
-    let action = |verb: &str| -> &'static str { Box::leak(format!("{prefix}.{verb}").into_boxed_str()) };
-    bind(r, action("get"), move |r, g: settings::Get| async move {
+    let action = |verb: &str| format!("{prefix}.{verb}");
+    bind(r, &action("get"), move |r, g: settings::Get| async move {
         match g.key {
             Some(key) => to_json(settings::get(&r.store, table, &key).await?),
             None => to_json(settings::all(&r.store, table).await?),
         }
     });
-    bind(r, action("set"), move |r, s: settings::Set| async move {
+    bind(r, &action("set"), move |r, s: settings::Set| async move {
         let _w = r.writing().await;
         let row = settings::set(&r.store, table, s).await?;
         if table == Table::SystemState {
@@ -178,7 +178,7 @@ fn bind_settings(r: &Arc<Registry>, prefix: &'static str, table: Table) {
         to_json(row)
     });
     if table == Table::Preferences {
-        bind(r, action("delete"), move |r, d: settings::Delete| async move {
+        bind(r, &action("delete"), move |r, d: settings::Delete| async move {
             let _w = r.writing().await;
             to_json(settings::delete(&r.store, table, &d.key).await?)
         });
