@@ -37,6 +37,7 @@ pub struct Config {
     pub apps: AppsConfig,
     pub ports: PortsConfig,
     pub docker: DockerConfig,
+    pub orchestrator: OrchestratorConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,6 +161,34 @@ impl Default for PortsConfig {
     }
 }
 
+/// How the orchestrator runs apps on Swarm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrchestratorConfig {
+    /// Make this node a Swarm manager at start when it is not one yet.
+    pub swarm_init: bool,
+    /// The address `docker swarm init` advertises.
+    pub advertise_addr: String,
+    /// How long an install waits for its services to run.
+    #[serde(with = "humantime_serde")]
+    pub converge_timeout: Duration,
+    /// How often the reconciler compares the registry with Swarm (it also runs at
+    /// start and on Docker events).
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            swarm_init: true,
+            advertise_addr: "127.0.0.1".into(),
+            converge_timeout: Duration::from_secs(120),
+            reconcile_interval: Duration::from_secs(30),
+        }
+    }
+}
+
 /// How to reach the Docker Engine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -201,6 +230,7 @@ impl Default for Config {
             apps: AppsConfig::default(),
             ports: PortsConfig::default(),
             docker: DockerConfig::default(),
+            orchestrator: OrchestratorConfig::default(),
         }
     }
 }
@@ -341,6 +371,23 @@ impl Config {
             .ok()
             .and_then(|p| p.to_str().and_then(|s| s.split("zoneinfo/").nth(1)).map(str::to_owned))
             .unwrap_or_else(|| "UTC".to_owned())
+    }
+
+    /// This installation's id, generated on first use (`<data>/instance-id`): Swarm
+    /// objects carry it, so two CubeOS installations sharing a Docker daemon never
+    /// touch each other's.
+    pub fn instance_id(&self) -> std::io::Result<String> {
+        let path = self.data_dir.join("instance-id");
+        if let Ok(id) = std::fs::read_to_string(&path) {
+            let id = id.trim();
+            if !id.is_empty() {
+                return Ok(id.to_owned());
+            }
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let id = format!("{:016x}", rand::random::<u64>());
+        std::fs::write(&path, &id)?;
+        Ok(id)
     }
 
     /// The broker's generated service credentials (mode 0600).

@@ -96,6 +96,11 @@ pub fn app_event(name: &str, event: &str) -> String {
     format!("cubeos/events/apps/{name}/{event}")
 }
 
+/// `cubeos/events/apps/<name>/progress`: steps of a long operation on an app.
+pub fn app_progress(name: &str) -> String {
+    app_event(name, "progress")
+}
+
 /// `cubeos/svc/<service>/status`: `online` / `offline` (last will), retained.
 pub fn service_status(service: &str) -> String {
     format!("cubeos/svc/{service}/status")
@@ -170,4 +175,5 @@ mod filter_tests {
 pub mod service {
     pub const REGISTRY: &str = "registry";
     pub const PORT_ALLOCATOR: &str = "port-allocator";
+    pub const ORCHESTRATOR: &str = "orchestrator";
 }

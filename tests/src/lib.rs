@@ -131,6 +131,26 @@ impl System {
         panic!("the port allocator did not answer");
     }
 
+    /// Starts the orchestrator in this process and waits until it answers.
+    pub async fn start_orchestrator(&mut self) {
+        let name = cubeos_orchestrator::SERVICE;
+        self.start_service(name, |ctx| Box::pin(cubeos_orchestrator::run(ctx)))
+            .await;
+        let client = self.client("ready-probe-orchestrator").await;
+        for _ in 0..100 {
+            if client
+                .request_with_timeout(name, "status", &json!({}), Duration::from_secs(2))
+                .await
+                .is_ok()
+            {
+                client.shutdown().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the orchestrator did not answer");
+    }
+
     async fn start_service(&mut self, name: &str, run: Entry) {
         let bus = Bus::connect(self.options(name).for_service(name))
             .await

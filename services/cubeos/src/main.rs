@@ -37,7 +37,7 @@ enum Command {
     Up,
     /// Run one service against a running broker.
     Run {
-        /// One of: registry, port-allocator.
+        /// One of: registry, port-allocator, orchestrator.
         service: String,
     },
     /// Apps: list and inspect.

@@ -1,8 +1,106 @@
-//! The CubeOS orchestrator: apps as Docker Swarm stacks.
+//! The CubeOS orchestrator: apps as Docker Swarm stacks, with Swarm the truth for
+//! what runs and the registry for what should run.
 //!
-//! [`compose`] turns a compose file (hand-written or from the CasaOS app store) into
-//! an app record plus the Swarm service, network and volume specs that
-//! `docker stack deploy` would create, with a report of what Swarm cannot honour.
-//! It is pure code; deploying what it produces is the orchestrator service's job.
+//! - [`compose`] turns a compose file (hand-written or from the CasaOS store) into
+//!   the Swarm specs `docker stack deploy` would create, with a report of what Swarm
+//!   cannot honour. Pure code.
+//! - [`stack`] creates, updates, scales and removes those objects through bollard.
+//! - [`reconcile`] decides, as a plain function, what to create, scale and remove.
+//! - [`service`] is the bus service: install jobs with progress events and full
+//!   rollback, lifecycle commands, the reconciler loop and runtime status.
+//!
+//! ## Commands (`cubeos/cmd/orchestrator/<action>`)
+//!
+//! | action | args | reply |
+//! |---|---|---|
+//! | `install` | `compose` or `path`, `name?`, `env?`, `force?`, `keep_data?` | `{job, app, steps}` at once; progress on `cubeos/events/apps/<name>/progress` |
+//! | `start` / `stop` / `restart` | `name` | `{app, ...}` |
+//! | `enable` / `disable` | `name` | registry `enabled` plus start / stop |
+//! | `remove` | `name`, `keep_data?` | `{app, removed, data_kept}` |
+//! | `logs` | `name`, `tail?` (100), `since?` (unix s) | `{lines}` |
+//! | `status` | `name?` | one status, or all |
+//!
+//! Publishes retained `cubeos/state/apps/<name>/status`
+//! `{running, health, replicas, last_started, error}`.
 
 pub mod compose;
+pub mod reconcile;
+pub mod service;
+pub mod stack;
+
+use std::sync::Arc;
+
+use cubeos_shared::topics::service::ORCHESTRATOR;
+use cubeos_shared::{BusError, Request, ServiceContext};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use service::Orchestrator;
+
+pub const SERVICE: &str = ORCHESTRATOR;
+
+fn bind<A, F, Fut>(orch: &Arc<Orchestrator>, action: &'static str, f: F)
+where
+    A: serde::de::DeserializeOwned + Send + 'static,
+    F: Fn(Arc<Orchestrator>, A) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, BusError>> + Send + 'static,
+{
+    let weak = Arc::downgrade(orch);
+    let f = Arc::new(f);
+    orch.bus.handle(action, move |req: Request| {
+        let (weak, f) = (weak.clone(), Arc::clone(&f));
+        async move {
+            let orch = weak
+                .upgrade()
+                .ok_or_else(|| BusError::unavailable("the orchestrator is stopping"))?;
+            f(orch, req.parse()?).await
+        }
+    });
+}
+
+/// The orchestrator's entry point. Without Docker it still runs: commands answer
+/// `unavailable`, statuses say so, and it converges once Docker is back.
+pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
+    let ServiceContext { config, bus, shutdown } = ctx;
+    let orch = Arc::new(Orchestrator::new(bus.clone(), config)?);
+    bind(&orch, "install", |o, a: service::InstallArgs| async move {
+        o.install(a).await
+    });
+    bind(&orch, "start", |o, a: service::AppName| async move {
+        o.start(&a.name).await
+    });
+    bind(
+        &orch,
+        "stop",
+        |o, a: service::AppName| async move { o.stop(&a.name).await },
+    );
+    bind(&orch, "restart", |o, a: service::AppName| async move {
+        o.restart(&a.name).await
+    });
+    bind(&orch, "enable", |o, a: service::AppName| async move {
+        o.set_enabled(&a.name, true).await
+    });
+    bind(&orch, "disable", |o, a: service::AppName| async move {
+        o.set_enabled(&a.name, false).await
+    });
+    bind(
+        &orch,
+        "remove",
+        |o, a: service::RemoveArgs| async move { o.remove(a).await },
+    );
+    bind(&orch, "logs", |o, a: service::LogsArgs| async move { o.logs(a).await });
+    bind(&orch, "status", |o, a: service::StatusArgs| async move {
+        o.status(a.name).await
+    });
+    // Before taking commands: a marker found now belongs to a crashed run.
+    orch.recover_interrupted_installs().await;
+    bus.serve().await?;
+    match orch.ensure_swarm().await {
+        Ok(()) => info!(service = SERVICE, "service ready"),
+        Err(e) => warn!(service = SERVICE, error = %e.message, "service ready, Docker unavailable"),
+    }
+    service::reconcile_loop(Arc::clone(&orch), shutdown).await;
+    bus.shutdown().await;
+    info!(service = SERVICE, "service stopped");
+    Ok(())
+}

@@ -72,6 +72,8 @@ pub struct Context {
     pub allocations: BTreeMap<PortKey, u16>,
     /// Deploy despite `unsupported` rows (privileged gets all capabilities).
     pub force: bool,
+    /// The installation's id, labelled on every object (`cubeos.instance`).
+    pub instance: String,
 }
 
 impl Context {
@@ -95,6 +97,7 @@ impl Context {
             publish_mode: PublishMode::Host,
             allocations: BTreeMap::new(),
             force: false,
+            instance: "local".to_owned(),
         }
     }
 }
@@ -129,6 +132,9 @@ impl Context {
             overrides,
         );
         ctx.publish_mode = config.apps.publish_mode;
+        if let Ok(id) = config.instance_id() {
+            ctx.instance = id;
+        }
         ctx
     }
 }
@@ -255,7 +261,7 @@ pub fn translate(text: &str, ctx: &Context) -> Result<Translation, ComposeError>
     }
 
     // Declared networks and volumes: compose name -> Swarm name.
-    let mut networks = vec![network(&format!("{stack}_default"), stack)];
+    let mut networks = vec![network(&format!("{stack}_default"), ctx)];
     let mut declared_networks = BTreeMap::from([("default".to_owned(), format!("{stack}_default"))]);
     for (name, def) in top.get("networks").and_then(Value::as_object).into_iter().flatten() {
         let def = def.as_object().cloned().unwrap_or_default();
@@ -275,7 +281,7 @@ pub fn translate(text: &str, ctx: &Context) -> Result<Translation, ComposeError>
         }
         let full = explicit.unwrap_or_else(|| format!("{stack}_{name}"));
         if name != "default" {
-            networks.push(network(&full, stack));
+            networks.push(network(&full, ctx));
         }
         declared_networks.insert(name.clone(), full);
     }
@@ -296,7 +302,7 @@ pub fn translate(text: &str, ctx: &Context) -> Result<Translation, ComposeError>
         match def.get("content").and_then(syntax::scalar) {
             Some(content) => {
                 let full = format!("{stack}_{name}");
-                configs.push(config(&full, &content, stack));
+                configs.push(config(&full, &content, ctx));
                 declared_configs.insert(name.clone(), full);
             }
             None => report.unsupported(
@@ -394,34 +400,22 @@ pub fn translate(text: &str, ctx: &Context) -> Result<Translation, ComposeError>
     })
 }
 
-fn network(name: &str, stack: &str) -> NetworkCreateRequest {
+fn network(name: &str, ctx: &Context) -> NetworkCreateRequest {
     NetworkCreateRequest {
         name: name.to_owned(),
         driver: Some("overlay".into()),
         attachable: Some(true),
-        labels: Some(
-            [
-                (swarm::NAMESPACE_LABEL.to_owned(), stack.to_owned()),
-                (swarm::MANAGED_LABEL.to_owned(), "true".to_owned()),
-            ]
-            .into(),
-        ),
+        labels: Some(swarm::ownership_labels(&ctx.name, &ctx.instance)),
         ..Default::default()
     }
 }
 
-fn config(name: &str, content: &str, stack: &str) -> ConfigSpec {
+fn config(name: &str, content: &str, ctx: &Context) -> ConfigSpec {
     use base64::Engine as _;
     ConfigSpec {
         name: Some(name.to_owned()),
         data: Some(base64::engine::general_purpose::STANDARD.encode(content)),
-        labels: Some(
-            [
-                (swarm::NAMESPACE_LABEL.to_owned(), stack.to_owned()),
-                (swarm::MANAGED_LABEL.to_owned(), "true".to_owned()),
-            ]
-            .into(),
-        ),
+        labels: Some(swarm::ownership_labels(&ctx.name, &ctx.instance)),
         ..Default::default()
     }
 }

@@ -23,6 +23,17 @@ use super::{ComposeError, Context, PortKey, PublishMode, PublishedPort};
 /// Labels every object CubeOS creates carries.
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 pub const MANAGED_LABEL: &str = "cubeos.managed";
+pub const INSTANCE_LABEL: &str = "cubeos.instance";
+
+/// The labels that make an object part of a stack CubeOS owns.
+pub fn ownership_labels(stack: &str, instance: &str) -> HashMap<String, String> {
+    [
+        (NAMESPACE_LABEL.to_owned(), stack.to_owned()),
+        (MANAGED_LABEL.to_owned(), "true".to_owned()),
+        (INSTANCE_LABEL.to_owned(), instance.to_owned()),
+    ]
+    .into()
+}
 
 /// What translating one service produced besides its spec.
 #[derive(Default)]
@@ -102,11 +113,7 @@ pub fn service(
         name: Some(format!("{stack}_{name}")),
         ..Default::default()
     };
-    let mut service_labels: HashMap<String, String> = [
-        (NAMESPACE_LABEL.to_owned(), stack.clone()),
-        (MANAGED_LABEL.to_owned(), "true".to_owned()),
-    ]
-    .into();
+    let mut service_labels = ownership_labels(stack, &ctx.instance);
     let mut container_labels: HashMap<String, String> = [(NAMESPACE_LABEL.to_owned(), stack.clone())].into();
     let mut resources = TaskSpecResources::default();
     let mut restart_from_key: Option<TaskSpecRestartPolicy> = None;

@@ -1,0 +1,319 @@
+//! What `docker stack deploy` / `docker stack rm` do, through the Engine API: the
+//! objects of a [`StackSpec`] are created or updated, found again by the
+//! `com.docker.stack.namespace` label, and removed only when they carry
+//! `cubeos.managed=true`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ConfigSpec, NetworkCreateRequest, Service, ServiceSpec, TaskState, VolumeCreateRequest};
+use bollard::query_parameters::{
+    ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::compose::Translation;
+use crate::compose::swarm::{INSTANCE_LABEL, MANAGED_LABEL, NAMESPACE_LABEL, ownership_labels};
+
+/// The Swarm objects of one app, as deployed; kept next to its compose file so the
+/// reconciler can recreate what goes missing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StackSpec {
+    pub name: String,
+    /// The installation that owns it (`cubeos.instance`).
+    pub instance: String,
+    pub services: Vec<ServiceSpec>,
+    pub networks: Vec<NetworkCreateRequest>,
+    pub volumes: Vec<String>,
+    pub configs: Vec<ConfigSpec>,
+}
+
+impl StackSpec {
+    pub fn from_translation(name: &str, instance: &str, t: &Translation) -> Self {
+        StackSpec {
+            name: name.to_owned(),
+            instance: instance.to_owned(),
+            services: t.services.clone(),
+            networks: t.networks.clone(),
+            volumes: t.volumes.clone(),
+            configs: t.configs.clone(),
+        }
+    }
+
+    /// Desired replicas of a service (1 unless the spec says otherwise; global
+    /// services count as 1).
+    pub fn replicas(spec: &ServiceSpec) -> i64 {
+        spec.mode
+            .as_ref()
+            .and_then(|m| m.replicated.as_ref())
+            .and_then(|r| r.replicas)
+            .unwrap_or(1)
+    }
+}
+
+/// Objects of this installation (and, with `stack`, of one stack).
+fn owned_filter(instance: &str, stack: Option<&str>) -> HashMap<String, Vec<String>> {
+    let mut labels = vec![format!("{MANAGED_LABEL}=true"), format!("{INSTANCE_LABEL}={instance}")];
+    if let Some(stack) = stack {
+        labels.push(format!("{NAMESPACE_LABEL}={stack}"));
+    }
+    HashMap::from([("label".to_owned(), labels)])
+}
+
+/// Creates what is missing and updates what exists.
+pub async fn deploy(docker: &Docker, stack: &StackSpec) -> Result<(), bollard::errors::Error> {
+    for network in &stack.networks {
+        if docker
+            .inspect_network(&network.name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .is_err()
+        {
+            docker.create_network(network.clone()).await?;
+        }
+    }
+    for volume in &stack.volumes {
+        let labels = ownership_labels(&stack.name, &stack.instance);
+        docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(volume.clone()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await?;
+    }
+    let mut config_ids = HashMap::new();
+    for config in &stack.configs {
+        let name = config.name.clone().unwrap_or_default();
+        let existing = docker
+            .list_configs(Some(ListConfigsOptions {
+                filters: Some(HashMap::from([("name".to_owned(), vec![name.clone()])])),
+            }))
+            .await?;
+        let id = match existing
+            .into_iter()
+            .find(|c| c.spec.as_ref().and_then(|s| s.name.as_ref()) == Some(&name))
+        {
+            Some(c) => c.id.unwrap_or_default(),
+            None => docker.create_config(config.clone()).await?.id,
+        };
+        config_ids.insert(name, id);
+    }
+    for spec in &stack.services {
+        let mut spec = spec.clone();
+        for reference in spec
+            .task_template
+            .as_mut()
+            .and_then(|t| t.container_spec.as_mut())
+            .and_then(|c| c.configs.as_mut())
+            .into_iter()
+            .flatten()
+        {
+            reference.config_id = reference.config_name.as_ref().and_then(|n| config_ids.get(n).cloned());
+        }
+        let name = spec.name.clone().unwrap_or_default();
+        match docker
+            .inspect_service(&name, None::<bollard::query_parameters::InspectServiceOptions>)
+            .await
+        {
+            Ok(existing) => {
+                let version = existing.version.and_then(|v| v.index).unwrap_or(0);
+                let options = UpdateServiceOptions {
+                    version: version as i32,
+                    ..Default::default()
+                };
+                docker.update_service(&name, spec, options, None).await?;
+            }
+            Err(_) => {
+                docker.create_service(spec, None).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Services this installation owns, with their running / desired task counts.
+pub async fn managed_services(docker: &Docker, instance: &str) -> Result<Vec<Service>, bollard::errors::Error> {
+    docker
+        .list_services(Some(ListServicesOptions {
+            filters: Some(owned_filter(instance, None)),
+            status: Some(true),
+        }))
+        .await
+}
+
+/// The stack a managed service belongs to.
+pub fn stack_of(service: &Service) -> Option<&str> {
+    service
+        .spec
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(NAMESPACE_LABEL)
+        .map(String::as_str)
+}
+
+pub fn service_name(service: &Service) -> &str {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.name.as_deref())
+        .unwrap_or_default()
+}
+
+/// Removes a stack's services, networks and configs (and volumes when asked).
+pub async fn remove(docker: &Docker, stack: &str, instance: &str, volumes: bool) -> Result<(), bollard::errors::Error> {
+    for service in managed_services(docker, instance).await? {
+        if stack_of(&service) == Some(stack) {
+            docker.delete_service(service_name(&service)).await?;
+        }
+    }
+    let filter = Some(owned_filter(instance, Some(stack)));
+    // Networks are busy until the service's tasks are gone.
+    for attempt in 0..30 {
+        let networks = docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: filter.clone(),
+            }))
+            .await?;
+        let managed = networks;
+        if managed.is_empty() {
+            break;
+        }
+        let mut busy = false;
+        for n in managed {
+            if docker
+                .remove_network(n.name.as_deref().unwrap_or_default())
+                .await
+                .is_err()
+            {
+                busy = true;
+            }
+        }
+        if !busy || attempt == 29 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for config in docker
+        .list_configs(Some(ListConfigsOptions {
+            filters: filter.clone(),
+        }))
+        .await?
+    {
+        let _ = docker.delete_config(config.id.as_deref().unwrap_or_default()).await;
+    }
+    if volumes {
+        let list = docker
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions { filters: filter }))
+            .await?;
+        for v in list.volumes.into_iter().flatten() {
+            let _ = docker
+                .remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .await;
+        }
+    }
+    Ok(())
+}
+
+/// Sets a service's replica count (0 stops it).
+pub async fn scale(docker: &Docker, name: &str, replicas: i64) -> Result<(), bollard::errors::Error> {
+    let existing = docker
+        .inspect_service(name, None::<bollard::query_parameters::InspectServiceOptions>)
+        .await?;
+    let mut spec = existing.spec.unwrap_or_default();
+    let replicated = spec
+        .mode
+        .get_or_insert_with(Default::default)
+        .replicated
+        .get_or_insert_with(Default::default);
+    replicated.replicas = Some(replicas);
+    let version = existing.version.and_then(|v| v.index).unwrap_or(0);
+    docker
+        .update_service(
+            name,
+            spec,
+            UpdateServiceOptions {
+                version: version as i32,
+                ..Default::default()
+            },
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Restarts a service's tasks (`docker service update --force`).
+pub async fn force_update(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
+    let existing = docker
+        .inspect_service(name, None::<bollard::query_parameters::InspectServiceOptions>)
+        .await?;
+    let mut spec = existing.spec.unwrap_or_default();
+    let task = spec.task_template.get_or_insert_with(Default::default);
+    task.force_update = Some(task.force_update.unwrap_or(0) + 1);
+    let version = existing.version.and_then(|v| v.index).unwrap_or(0);
+    docker
+        .update_service(
+            name,
+            spec,
+            UpdateServiceOptions {
+                version: version as i32,
+                ..Default::default()
+            },
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// A service's tasks right now: running count and the latest error, if any.
+pub async fn task_summary(docker: &Docker, service: &str) -> Result<(i64, Option<String>), bollard::errors::Error> {
+    let filters = HashMap::from([("service".to_owned(), vec![service.to_owned()])]);
+    let tasks = docker
+        .list_tasks(Some(ListTasksOptions { filters: Some(filters) }))
+        .await?;
+    let mut running = 0;
+    let mut error = None;
+    let mut newest = None;
+    for task in &tasks {
+        let status = task.status.as_ref();
+        let desired_running = task.desired_state == Some(TaskState::RUNNING);
+        if status.and_then(|s| s.state) == Some(TaskState::RUNNING) && desired_running {
+            running += 1;
+        }
+        let when = task.updated_at.clone().unwrap_or_default();
+        if let Some(err) = status.and_then(|s| s.err.clone()).filter(|e| !e.is_empty()) {
+            if newest.as_ref().is_none_or(|n: &String| when > *n) {
+                newest = Some(when);
+                error = Some(err);
+            }
+        }
+    }
+    Ok((running, error))
+}
+
+/// Waits until every service of `stack` runs its desired replicas; on timeout the
+/// error says which service and the task error Docker reported.
+pub async fn wait_converged(docker: &Docker, stack: &StackSpec, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut pending = None;
+        for spec in &stack.services {
+            let name = spec.name.clone().unwrap_or_default();
+            let want = StackSpec::replicas(spec);
+            let (running, error) = task_summary(docker, &name).await.map_err(|e| format!("Docker: {e}"))?;
+            if running < want {
+                pending = Some((name, running, want, error));
+                break;
+            }
+        }
+        let Some((name, running, want, error)) = pending else {
+            return Ok(());
+        };
+        if tokio::time::Instant::now() >= deadline {
+            let why = error.map(|e| format!(": {e}")).unwrap_or_default();
+            return Err(format!("{name} runs {running}/{want} after {timeout:?}{why}"));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -1,0 +1,358 @@
+//! The orchestrator on a real Docker daemon in Swarm mode (strict: required), with
+//! the test image built FROM scratch from a static busybox.
+
+use std::time::Duration;
+
+use cubeos_shared::{Bus, topics};
+use cubeos_tests::{System, TEST_IMAGE, ensure_test_image, require, require_swarm};
+use serde_json::{Value, json};
+
+/// busybox httpd serving a page it writes into its data directory.
+fn web_app(name: &str, body: &str) -> String {
+    format!(
+        r#"name: {name}
+services:
+  httpd:
+    image: {TEST_IMAGE}
+    command: ["sh", "-c", "echo {body} > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports:
+      - "8080"
+    volumes:
+      - ./www:/www
+    restart: unless-stopped
+"#
+    )
+}
+
+async fn system() -> System {
+    let base = 25000 + (std::process::id() % 1000) as u16 * 7 % 5000;
+    let mut system = System::start_with(move |c| {
+        c.ports.user = format!("{base}-{}", base + 199);
+        c.orchestrator.reconcile_interval = Duration::from_secs(2);
+        c.orchestrator.converge_timeout = Duration::from_secs(20);
+    })
+    .await;
+    system.start_port_allocator().await;
+    system.start_orchestrator().await;
+    system
+}
+
+/// Sends an install and follows its progress to the final event.
+async fn install(bus: &Bus, args: Value) -> Result<Vec<Value>, (Value, Vec<Value>)> {
+    let name = args["name"].as_str().unwrap().to_owned();
+    let mut events = bus
+        .subscribe(&topics::app_progress(&name), rumqttc::QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let reply = bus
+        .request("orchestrator", "install", &args)
+        .await
+        .map_err(|e| (json!({"error": e.to_string()}), vec![]))?;
+    assert!(reply["job"].is_string(), "{reply}");
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("install finishes")
+            .unwrap();
+        let event: Value = serde_json::from_slice(&msg.payload).unwrap();
+        seen.push(event.clone());
+        match event["status"].as_str() {
+            Some("done") => return Ok(seen),
+            Some("failed") => return Err((event, seen)),
+            _ => {}
+        }
+    }
+}
+
+async fn app_port(bus: &Bus, name: &str) -> u64 {
+    let app = bus
+        .request("registry", "app.get", &json!({ "name": name }))
+        .await
+        .unwrap();
+    app["ports"][0]["port"].as_u64().unwrap()
+}
+
+fn curl(port: u64) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-m", "2", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+async fn eventually<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {secs}s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn running_task(docker: &bollard::Docker, service: &str) -> Option<String> {
+    let filters = std::collections::HashMap::from([
+        ("service".to_owned(), vec![service.to_owned()]),
+        ("desired-state".to_owned(), vec!["running".to_owned()]),
+    ]);
+    let tasks = docker
+        .list_tasks(Some(bollard::query_parameters::ListTasksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .ok()?;
+    tasks
+        .into_iter()
+        .find(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING))
+        .and_then(|t| t.id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_serve_stop_start_restart_heal_and_remove() {
+    let Some(docker) = require_swarm("orchestrator_lifecycle").await else {
+        return;
+    };
+    if !require("orchestrator_lifecycle", "curl") {
+        return;
+    }
+    ensure_test_image();
+    let system = system().await;
+    let bus = system.client("t").await;
+
+    let events = install(
+        &bus,
+        json!({ "compose": web_app("webone", "hello-cubeos"), "name": "webone" }),
+    )
+    .await
+    .expect("installs");
+    let steps: Vec<u64> = events.iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps.first(), Some(&1));
+    assert_eq!(steps.last(), Some(&8));
+    let port = app_port(&bus, "webone").await;
+    assert_eq!(eventually("serving", 30, async || curl(port)).await, "hello-cubeos");
+    let status = bus
+        .request("orchestrator", "status", &json!({ "name": "webone" }))
+        .await
+        .unwrap();
+    assert_eq!(status["status"]["replicas"], "1/1", "{status}");
+    let fqdn = bus
+        .request("registry", "app.get", &json!({ "name": "webone" }))
+        .await
+        .unwrap();
+    assert_eq!(fqdn["fqdns"][0]["fqdn"], "webone.cubeos.cube");
+    assert_eq!(fqdn["fqdns"][0]["backend_port"], port);
+
+    // Installing it again is a conflict.
+    let again = bus
+        .request(
+            "orchestrator",
+            "install",
+            &json!({ "compose": web_app("webone", "x"), "name": "webone" }),
+        )
+        .await;
+    assert_eq!(again.unwrap_err().code, cubeos_shared::ErrorCode::Conflict);
+
+    // stop -> refused; start -> served.
+    bus.request("orchestrator", "stop", &json!({ "name": "webone" }))
+        .await
+        .unwrap();
+    eventually("stopped", 30, async || curl(port).is_none().then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // a reconcile pass must not restart it
+    assert!(curl(port).is_none(), "the reconciler restarted a stopped app");
+    bus.request("orchestrator", "start", &json!({ "name": "webone" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        eventually("served again", 30, async || curl(port)).await,
+        "hello-cubeos"
+    );
+
+    // restart -> a new task.
+    let before = eventually("a running task", 30, async || {
+        running_task(&docker, "webone_httpd").await
+    })
+    .await;
+    bus.request("orchestrator", "restart", &json!({ "name": "webone" }))
+        .await
+        .unwrap();
+    eventually("a new task", 60, async || {
+        running_task(&docker, "webone_httpd").await.filter(|t| *t != before)
+    })
+    .await;
+
+    // Removed behind our back: the reconciler brings it back.
+    docker.delete_service("webone_httpd").await.unwrap();
+    eventually("service recreated", 15, async || {
+        docker
+            .inspect_service("webone_httpd", None::<bollard::query_parameters::InspectServiceOptions>)
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(
+        eventually("served after healing", 30, async || curl(port)).await,
+        "hello-cubeos"
+    );
+
+    // Logs come back.
+    let logs = bus
+        .request("orchestrator", "logs", &json!({ "name": "webone", "tail": 50 }))
+        .await
+        .unwrap();
+    assert!(logs["lines"].is_array());
+
+    // Remove, keeping data: nothing left but the data.
+    let data = system.config.app_dir("webone").join("appdata");
+    bus.request(
+        "orchestrator",
+        "remove",
+        &json!({ "name": "webone", "keep_data": true }),
+    )
+    .await
+    .unwrap();
+    assert!(
+        docker
+            .inspect_service("webone_httpd", None::<bollard::query_parameters::InspectServiceOptions>)
+            .await
+            .is_err()
+    );
+    eventually("network gone", 30, async || {
+        docker
+            .inspect_network(
+                "webone_default",
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        bus.request("registry", "app.get", &json!({ "name": "webone" }))
+            .await
+            .is_err()
+    );
+    let held = bus.request("registry", "port.list", &json!({})).await.unwrap();
+    assert!(held.as_array().unwrap().is_empty(), "{held}");
+    assert!(data.join("www/index.html").exists(), "data kept");
+    assert!(!system.config.app_dir("webone").join("appconfig").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deploy_rolls_back_everything() {
+    let Some(docker) = require_swarm("orchestrator_rollback").await else {
+        return;
+    };
+    let system = system().await;
+    let bus = system.client("t").await;
+    let compose = "services:\n  app:\n    image: cubeos-test/does-not-exist:1\n    ports: ['80']\n    volumes: ['./data:/data']\n";
+    let (failed, _) = install(&bus, json!({ "compose": compose, "name": "broken" }))
+        .await
+        .expect_err("must fail");
+    assert_eq!(failed["name"], "converge", "{failed}");
+    assert!(failed["message"].as_str().unwrap().contains("broken_app"), "{failed}");
+    assert!(
+        docker
+            .inspect_service("broken_app", None::<bollard::query_parameters::InspectServiceOptions>)
+            .await
+            .is_err()
+    );
+    assert!(
+        bus.request("registry", "app.get", &json!({ "name": "broken" }))
+            .await
+            .is_err()
+    );
+    let held = bus.request("registry", "port.list", &json!({})).await.unwrap();
+    assert!(held.as_array().unwrap().is_empty());
+    assert!(!system.config.app_dir("broken").exists(), "files removed");
+    eventually("network gone", 30, async || {
+        docker
+            .inspect_network(
+                "broken_default",
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_concurrent_installs_get_distinct_ports() {
+    let Some(_docker) = require_swarm("orchestrator_concurrent").await else {
+        return;
+    };
+    ensure_test_image();
+    let system = system().await;
+    let bus = system.client("t").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..5 {
+        let bus = bus.clone();
+        tasks.spawn(async move {
+            let name = format!("multi{i}");
+            install(&bus, json!({ "compose": web_app(&name, &name), "name": name }))
+                .await
+                .map_err(|(e, _)| e)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().expect("install succeeds");
+    }
+    let mut ports = std::collections::HashSet::new();
+    for i in 0..5 {
+        let port = app_port(&bus, &format!("multi{i}")).await;
+        assert!(ports.insert(port), "port {port} twice");
+        assert_eq!(
+            eventually("serving", 30, async || curl(port)).await,
+            format!("multi{i}")
+        );
+    }
+    for i in 0..5 {
+        bus.request("orchestrator", "remove", &json!({ "name": format!("multi{i}") }))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_install_requests_are_typed_errors() {
+    let mut system = System::start_with(|c| c.docker.socket = "/nonexistent/docker.sock".into()).await;
+    system.start_port_allocator().await;
+    system.start_orchestrator().await;
+    let bus = system.client("t").await;
+    for args in [
+        json!({}),
+        json!({ "compose": "services: {}", "name": "x" }),
+        json!({ "compose": web_app("x", "y"), "name": "../x" }),
+        json!({ "compose": web_app("x", "y"), "path": "/etc/passwd" }),
+        json!({ "path": "relative.yml", "name": "x" }),
+        json!({ "compose": "services:\n  a:\n    image: x\n    privileged: true\n", "name": "priv" }),
+    ] {
+        let e = bus.request("orchestrator", "install", &args).await.unwrap_err();
+        assert_eq!(e.code, cubeos_shared::ErrorCode::BadRequest, "{args}: {e}");
+    }
+    // Docker is unreachable: said so, no crash.
+    let e = bus
+        .request(
+            "orchestrator",
+            "install",
+            &json!({ "compose": web_app("nodocker", "y") }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, cubeos_shared::ErrorCode::Unavailable, "{e}");
+    assert!(
+        bus.request("registry", "app.get", &json!({ "name": "nodocker" }))
+            .await
+            .is_err()
+    );
+}
