@@ -13,6 +13,9 @@ pub const ALL: &[(&str, Entry)] = &[
     (cubeos_port_allocator::SERVICE, |ctx| {
         Box::pin(cubeos_port_allocator::run(ctx))
     }),
+    (cubeos_orchestrator::SERVICE, |ctx| {
+        Box::pin(cubeos_orchestrator::run(ctx))
+    }),
 ];
 
 pub fn find(name: &str) -> Option<Entry> {

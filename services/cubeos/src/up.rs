@@ -6,11 +6,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use cubeos_broker::Credentials;
 use cubeos_shared::service::Shutdown;
-use cubeos_shared::{Bus, BusOptions, Config, ServiceContext, telemetry};
+use cubeos_shared::{Bus, BusOptions, Config, ServiceContext, telemetry, topics};
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
 use crate::services;
+
+/// How long a service gets to come online before the next one starts.
+const SERVICE_START: Duration = Duration::from_secs(15);
 
 /// How long services get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -39,6 +42,19 @@ async fn run_services(config: Config, credentials: &Credentials, names: &[&str])
     let config = Arc::new(config);
     let (trigger, shutdown) = Shutdown::new();
     let mut tasks = JoinSet::new();
+    // Services start in order, each once the one before is online: the registry
+    // answers before anyone asks it anything.
+    let watcher = Bus::connect(BusOptions::new(
+        &config,
+        "cubeos-up",
+        &credentials.username,
+        &credentials.password,
+    ))
+    .await
+    .context("cannot reach the broker")?;
+    let mut liveness = watcher
+        .subscribe(&topics::service_status("+"), rumqttc::QoS::AtMostOnce)
+        .await?;
     for name in names {
         let entry = services::find(name).context("service list out of step")?;
         let options = BusOptions::new(&config, *name, &credentials.username, &credentials.password).for_service(name);
@@ -50,9 +66,21 @@ async fn run_services(config: Config, credentials: &Credentials, names: &[&str])
             bus,
             shutdown: shutdown.clone(),
         };
-        let name = name.to_string();
-        tasks.spawn(async move { (name, entry(ctx).await) });
+        let owned = name.to_string();
+        tasks.spawn(async move { (owned, entry(ctx).await) });
+        let online = topics::service_status(name);
+        let wait = async {
+            while let Some(msg) = liveness.recv().await {
+                if msg.topic == online && msg.payload == b"online" {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(SERVICE_START, wait).await.is_err() {
+            error!(service = %name, "not online after {SERVICE_START:?}; starting the rest anyway");
+        }
     }
+    watcher.shutdown().await;
     tokio::select! {
         _ = signal() => info!("shutting down"),
         Some(done) = tasks.join_next() => {

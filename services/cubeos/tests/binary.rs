@@ -94,8 +94,8 @@ fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
             .spawn()
             .expect("up starts"),
     );
-    // The registry and the port allocator.
-    let lines = wait_for_lines(&mut up.0, "service ready", 2);
+    // The registry, the port allocator and the orchestrator.
+    let lines = wait_for_lines(&mut up.0, "service ready", 3);
     assert_eq!(
         lines.iter().filter(|l| l.contains("broker listening")).count(),
         2,
@@ -107,7 +107,7 @@ fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "NAME  TYPE  ENABLED  PORTS  FQDNS"
+        "NAME  TYPE  ENABLED  PORTS  FQDNS  STATUS"
     );
 
     // Add an app over the bus, the way any client would.
@@ -145,7 +145,7 @@ fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    assert_eq!(apps[0]["fqdns"][0]["fqdn"], "wiki.cubeos.cube");
+    assert_eq!(apps["apps"][0]["fqdns"][0]["fqdn"], "wiki.cubeos.cube");
     let out = run(cubeos(&data, mqtt, ws).args(["app", "show", "wiki"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("wiki.cubeos.cube -> :6130"));
 
@@ -339,4 +339,61 @@ fn preview_shows_a_store_app_and_refuses_what_needs_force() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("services.../x"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_installs_with_progress_and_manages_the_app() {
+    let Some(_docker) = cubeos_tests::require_swarm("cli_install").await else {
+        return;
+    };
+    cubeos_tests::ensure_test_image();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mqtt, ws) = (free_port(), free_port());
+    let base = free_port();
+    let with_range = |cmd: &mut Command| {
+        cmd.env("CUBEOS__PORTS__USER", format!("{base}-{}", base + 20));
+    };
+    let mut up_cmd = cubeos(&data, mqtt, ws);
+    with_range(&mut up_cmd);
+    let mut up = Guard(up_cmd.arg("up").stderr(Stdio::piped()).spawn().expect("up starts"));
+    wait_for_lines(&mut up.0, "service ready", 3);
+
+    let compose = dir.path().join("hello.yml");
+    std::fs::write(
+        &compose,
+        format!(
+            "services:\n  web:\n    image: {}\n    command: [\"sh\", \"-c\", \"echo cli > /www/index.html && exec httpd -f -p 80 -h /www\"]\n    ports: ['80']\n    volumes: ['./www:/www']\n",
+            cubeos_tests::TEST_IMAGE
+        ),
+    )
+    .unwrap();
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "install"]).arg(&compose));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("[###") && text.contains("8/8 converge") && text.trim_end().ends_with("hello: installed"),
+        "{text}"
+    );
+
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "ls"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("hello") && l.contains("running 1/1") && l.contains("hello.cubeos.cube")),
+        "{text}"
+    );
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "stop", "hello"]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello: stop done");
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "status", "hello", "--json"]));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["status"]["replicas"], "0/0", "{status}");
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "logs", "hello"]));
+    assert!(out.status.success());
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "rm", "hello"]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello: remove done");
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "install", "/nonexistent.yml"]));
+    assert!(!out.status.success());
+    sigterm(&up.0);
+    assert!(wait_exit(&mut up.0, Duration::from_secs(15)).success());
 }

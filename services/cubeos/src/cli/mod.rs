@@ -2,6 +2,7 @@
 //! print the reply.
 
 pub mod app;
+pub mod install;
 pub mod port;
 pub mod preview;
 pub mod state;
