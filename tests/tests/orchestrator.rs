@@ -356,3 +356,132 @@ async fn bad_install_requests_are_typed_errors() {
             .is_err()
     );
 }
+
+/// A CasaOS store file with its main image swapped for the local test image (no
+/// image can be pulled here) and a command serving HTTP on the app's own port.
+fn store_app(file: &str, port: u16) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/casaos-appstore/apps")
+        .join(file);
+    let text = std::fs::read_to_string(path).expect("corpus file");
+    let mut out = String::new();
+    let mut swapped = false;
+    for line in text.lines() {
+        if !swapped && line.trim_start().starts_with("image:") {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            out.push_str(&format!("{indent}image: {TEST_IMAGE}\n"));
+            out.push_str(&format!("{indent}command: [\"httpd\", \"-f\", \"-p\", \"{port}\"]\n"));
+            swapped = true;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn http_code(port: u64) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "2",
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .ok()?;
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (code != "000").then_some(code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn casaos_store_apps_install_and_converge() {
+    let Some(docker) = require_swarm("casaos_store_apps").await else {
+        return;
+    };
+    if !require("casaos_store_apps", "curl") {
+        return;
+    }
+    ensure_test_image();
+    let system = system().await;
+    let bus = system.client("t").await;
+    for (file, name, port, mounts) in [
+        (
+            "Navidrome.yml",
+            "navidrome",
+            4533u16,
+            vec!["apps/navidrome/appdata/data", "shared/Media/Music"],
+        ),
+        (
+            "ActualBudget.yml",
+            "actualbudget",
+            5006,
+            vec!["apps/actualbudget/appdata"],
+        ),
+    ] {
+        install(&bus, json!({ "compose": store_app(file, port), "name": name }))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("{file}: {e}"));
+        let app = bus
+            .request("registry", "app.get", &json!({ "name": name }))
+            .await
+            .unwrap();
+        assert_eq!(app["source"], "casaos");
+        assert!(app["store_id"].as_str().unwrap().starts_with("org.icewhale"), "{app}");
+        let published = app["ports"][0]["port"].as_u64().unwrap();
+        assert!(
+            eventually("served", 30, async || http_code(published))
+                .await
+                .starts_with(['2', '4'])
+        );
+        // Ports and mounts as translated.
+        let service = docker
+            .inspect_service(
+                &format!("{name}_{name}"),
+                None::<bollard::query_parameters::InspectServiceOptions>,
+            )
+            .await
+            .or_else(|_| Err(()))
+            .ok();
+        let spec = match service {
+            Some(s) => s.spec.unwrap(),
+            None => {
+                let all = cubeos_orchestrator::stack::managed_services(&docker, &system.config.instance_id().unwrap())
+                    .await
+                    .unwrap();
+                all.into_iter()
+                    .find(|s| cubeos_orchestrator::stack::stack_of(s) == Some(name))
+                    .unwrap()
+                    .spec
+                    .unwrap()
+            }
+        };
+        let ports = spec.endpoint_spec.unwrap().ports.unwrap();
+        assert_eq!(
+            (ports[0].target_port, ports[0].published_port),
+            (Some(i64::from(port)), Some(published as i64))
+        );
+        let sources: Vec<String> = spec
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap()
+            .mounts
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| m.source)
+            .collect();
+        for m in mounts {
+            let path = system.config.data_dir.join(m);
+            assert!(path.is_dir(), "{} was not created", path.display());
+            assert!(sources.contains(&path.display().to_string()), "{sources:?}");
+        }
+        bus.request("orchestrator", "remove", &json!({ "name": name }))
+            .await
+            .unwrap();
+    }
+}

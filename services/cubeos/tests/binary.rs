@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cubeos_tests::{System, free_port, wait_for_registry};
+
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cubeos");
@@ -396,4 +397,109 @@ async fn cli_installs_with_progress_and_manages_the_app() {
     assert!(!out.status.success());
     sigterm(&up.0);
     assert!(wait_exit(&mut up.0, Duration::from_secs(15)).success());
+}
+
+/// SIGKILL of the orchestrator in the middle of installs: after a restart each app
+/// is either fully installed or fully gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_orchestrator_mid_install_leaves_all_or_nothing() {
+    let Some(docker) = cubeos_tests::require_swarm("sigkill_install").await else {
+        return;
+    };
+    cubeos_tests::ensure_test_image();
+    let base = free_port();
+    let mut system = System::start_with(|c| c.ports.user = format!("{base}-{}", base + 50)).await;
+    system.start_port_allocator().await;
+    let data = system.config.data_dir.clone();
+    let (mqtt, ws) = (system.mqtt_port(), system.ws_port());
+    let spawn = || {
+        Guard(
+            cubeos(&data, mqtt, ws)
+                .env("CUBEOS__PORTS__USER", format!("{base}-{}", base + 50))
+                .args(["run", "orchestrator"])
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("orchestrator starts"),
+        )
+    };
+    let mut orchestrator = spawn();
+    let bus = system.client("t").await;
+    let ready = async || {
+        bus.request_with_timeout("orchestrator", "status", &json!({}), Duration::from_secs(1))
+            .await
+            .is_ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready().await {
+        assert!(Instant::now() < deadline, "orchestrator did not come up");
+    }
+    let compose = |n: usize| {
+        format!(
+            "services:\n  web:\n    image: {}\n    command: [\"httpd\", \"-f\", \"-p\", \"80\"]\n    ports: ['80']\n    volumes: ['./d{n}:/d']\n",
+            cubeos_tests::TEST_IMAGE
+        )
+    };
+    // Three installs, killed at different points of their steps.
+    let mut progress = bus
+        .subscribe("cubeos/events/apps/+/progress", rumqttc::QoS::AtMostOnce)
+        .await
+        .unwrap();
+    for n in 0..3 {
+        bus.request(
+            "orchestrator",
+            "install",
+            &json!({ "compose": compose(n), "name": format!("kill{n}") }),
+        )
+        .await
+        .unwrap();
+    }
+    // Kill once some install has got past registering.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), progress.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let event: Value = serde_json::from_slice(&msg.payload).unwrap();
+        if event["step"].as_u64().unwrap_or(0) >= 4 || Instant::now() > deadline {
+            break;
+        }
+    }
+    orchestrator.0.kill().unwrap();
+    orchestrator.0.wait().unwrap();
+
+    let _orchestrator = spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready().await {
+        assert!(Instant::now() < deadline, "orchestrator did not come back");
+    }
+    // Give the reconciler a pass.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in 0..3 {
+        let name = format!("kill{n}");
+        let row = bus.request("registry", "app.get", &json!({ "name": name })).await;
+        let service = docker
+            .inspect_service(
+                &format!("{name}_web"),
+                None::<bollard::query_parameters::InspectServiceOptions>,
+            )
+            .await;
+        let dir = data.join("apps").join(&name);
+        match row {
+            Ok(app) => {
+                // Fully installed: row, port, files, service, and no marker.
+                assert_eq!(app["ports"].as_array().unwrap().len(), 1, "{app}");
+                assert!(service.is_ok(), "{name}: row without service");
+                assert!(dir.join("appconfig/docker-compose.yml").exists() && !dir.join(".installing").exists());
+                let _ = bus.request("orchestrator", "remove", &json!({ "name": name })).await;
+            }
+            Err(_) => {
+                // Fully gone: no service, no files, no ports.
+                assert!(service.is_err(), "{name}: service without row");
+                assert!(!dir.exists(), "{name}: files left");
+            }
+        }
+    }
+    let held = bus.request("registry", "port.list", &json!({})).await.unwrap();
+    assert!(held.as_array().unwrap().is_empty(), "{held}");
 }

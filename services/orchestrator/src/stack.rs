@@ -62,14 +62,30 @@ fn owned_filter(instance: &str, stack: Option<&str>) -> HashMap<String, Vec<Stri
 }
 
 /// Creates what is missing and updates what exists.
+///
+/// A network removed moments ago (the same app removed and installed again) can
+/// still be found while Swarm deletes it, and then vanish before the service that
+/// needs it is created: such a "network not found" is retried.
 pub async fn deploy(docker: &Docker, stack: &StackSpec) -> Result<(), bollard::errors::Error> {
+    let mut attempt = 0;
+    loop {
+        match deploy_once(docker, stack).await {
+            Err(e) if attempt < 10 && e.to_string().contains("network") && e.to_string().contains("not found") => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn deploy_once(docker: &Docker, stack: &StackSpec) -> Result<(), bollard::errors::Error> {
     for network in &stack.networks {
-        if docker
-            .inspect_network(&network.name, None::<bollard::query_parameters::InspectNetworkOptions>)
-            .await
-            .is_err()
-        {
-            docker.create_network(network.clone()).await?;
+        match docker.create_network(network.clone()).await {
+            Ok(_) => {}
+            // Already there (409): keep it.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     for volume in &stack.volumes {

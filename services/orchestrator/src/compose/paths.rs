@@ -30,10 +30,10 @@ pub fn map(source: &str, app_id: &str, app_data: &Path, shared_data: &Path) -> O
     }
     let app_prefix = Path::new("/DATA/AppData").join(app_id);
     if let Ok(rest) = path.strip_prefix(&app_prefix) {
-        return Some(HostPath::Owned(app_data.join(rest)));
+        return Some(HostPath::Owned(under(app_data, rest)));
     }
     if let Ok(rest) = path.strip_prefix("/DATA") {
-        return Some(HostPath::Owned(shared_data.join(rest)));
+        return Some(HostPath::Owned(under(shared_data, rest)));
     }
     if let Some(rest) = source.strip_prefix("./").or_else(|| (source == ".").then_some("")) {
         return Some(HostPath::Owned(app_data.join(rest)));
@@ -48,6 +48,15 @@ pub fn map(source: &str, app_id: &str, app_data: &Path, shared_data: &Path) -> O
         path: path.to_path_buf(),
         harmless,
     })
+}
+
+/// `root/rest`, without the trailing separator `Path::join("")` would add.
+fn under(root: &Path, rest: &Path) -> PathBuf {
+    if rest.as_os_str().is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rest)
+    }
 }
 
 #[cfg(test)]
