@@ -176,6 +176,9 @@ pub struct OrchestratorConfig {
     /// start and on Docker events).
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
+    /// Deploy the core apps (Pi-hole, NPM, registry, Dozzle, File Browser). Off by
+    /// default: their images must be pullable or already on the box.
+    pub deploy_core_apps: bool,
 }
 
 impl Default for OrchestratorConfig {
@@ -185,6 +188,7 @@ impl Default for OrchestratorConfig {
             advertise_addr: "127.0.0.1".into(),
             converge_timeout: Duration::from_secs(120),
             reconcile_interval: Duration::from_secs(30),
+            deploy_core_apps: false,
         }
     }
 }

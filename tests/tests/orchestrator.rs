@@ -240,8 +240,8 @@ async fn install_serve_stop_start_restart_heal_and_remove() {
             .await
             .is_err()
     );
-    let held = bus.request("registry", "port.list", &json!({})).await.unwrap();
-    assert!(held.as_array().unwrap().is_empty(), "{held}");
+    let held = bus.request("registry", "port.list", &json!({ "app": "webone" })).await;
+    assert!(held.is_err() || held.unwrap().as_array().unwrap().is_empty());
     assert!(data.join("www/index.html").exists(), "data kept");
     assert!(!system.config.app_dir("webone").join("appconfig").exists());
 }
@@ -270,8 +270,11 @@ async fn a_failed_deploy_rolls_back_everything() {
             .await
             .is_err()
     );
-    let held = bus.request("registry", "port.list", &json!({})).await.unwrap();
-    assert!(held.as_array().unwrap().is_empty());
+    let held = bus
+        .request("registry", "port.list", &json!({ "app": "broken" }))
+        .await
+        .unwrap();
+    assert!(held.as_array().unwrap().is_empty(), "{held}");
     assert!(!system.config.app_dir("broken").exists(), "files removed");
     eventually("network gone", 30, async || {
         docker

@@ -24,6 +24,7 @@
 //! `{running, health, replicas, last_started, error}`.
 
 pub mod compose;
+pub mod core;
 pub mod reconcile;
 pub mod service;
 pub mod stack;
@@ -94,6 +95,14 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     });
     // Before taking commands: a marker found now belongs to a crashed run.
     orch.recover_interrupted_installs().await;
+    match core::seed(&bus, &orch.config).await {
+        Ok(seeded) if !seeded.is_empty() => info!(?seeded, "core apps registered"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "core apps not registered"),
+    }
+    if orch.config.orchestrator.deploy_core_apps {
+        orch.deploy_core_apps().await;
+    }
     bus.serve().await?;
     match orch.ensure_swarm().await {
         Ok(()) => info!(service = SERVICE, "service ready"),

@@ -161,8 +161,44 @@ impl Orchestrator {
         self.config.app_dir(name)
     }
 
+    /// Where an app's deployed specs are kept: next to its compose file, under
+    /// `apps/` or, for core apps, `coreapps/`.
     fn stack_file(&self, name: &str) -> PathBuf {
-        self.app_dir(name).join("appconfig").join("stack.json")
+        let core = crate::core::core_dir(&self.config, name)
+            .join("appconfig")
+            .join("stack.json");
+        if core.exists() {
+            core
+        } else {
+            self.app_dir(name).join("appconfig").join("stack.json")
+        }
+    }
+
+    /// Deploys the core apps (when configured), without waiting for them.
+    pub async fn deploy_core_apps(&self) {
+        let docker = match self.docker().await {
+            Ok(d) => d,
+            Err(e) => return warn!(error = %e.message, "core apps not deployed"),
+        };
+        for app in crate::core::CORE_APPS {
+            let result = async {
+                let t = crate::core::translate(&self.config, app).map_err(|e| e.to_string())?;
+                for dir in &t.bind_dirs {
+                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                }
+                let spec = StackSpec::from_translation(app.name, &self.instance, &t);
+                let path = crate::core::core_dir(&self.config, app.name)
+                    .join("appconfig")
+                    .join("stack.json");
+                std::fs::write(&path, serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+                stack::deploy(&docker, &spec).await.map_err(|e| e.to_string())
+            }
+            .await;
+            if let Err(e) = result {
+                warn!(app = app.name, error = %e, "core app not deployed");
+            }
+        }
     }
 
     fn load_stack(&self, name: &str) -> Option<StackSpec> {

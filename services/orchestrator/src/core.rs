@@ -1,0 +1,137 @@
+//! Core apps: the services every CubeOS box has (Pi-hole, Nginx Proxy Manager, the
+//! local image registry, Dozzle, File Browser), with their fixed ports and names.
+//! They are seeded into the registry on first start, their compose files written
+//! under `<data>/coreapps/<name>/appconfig/`; deploying them is
+//! `orchestrator.deploy_core_apps` (off by default: a build machine cannot pull
+//! their images).
+
+use std::path::PathBuf;
+
+use cubeos_shared::topics::service::REGISTRY;
+use cubeos_shared::{BusError, Config, ErrorCode};
+use serde_json::json;
+
+use crate::compose::{self, Context, Vars};
+
+/// A core app: name, display name, type, and its compose file (`deploy/coreapps`).
+pub struct CoreApp {
+    pub name: &'static str,
+    pub display_name: &'static str,
+    pub app_type: &'static str,
+    pub compose: &'static str,
+}
+
+pub const CORE_APPS: &[CoreApp] = &[
+    CoreApp {
+        name: "pihole",
+        display_name: "Pi-hole",
+        app_type: "system",
+        compose: include_str!("../../../deploy/coreapps/pihole.yml"),
+    },
+    CoreApp {
+        name: "npm",
+        display_name: "Nginx Proxy Manager",
+        app_type: "system",
+        compose: include_str!("../../../deploy/coreapps/npm.yml"),
+    },
+    CoreApp {
+        name: "registry",
+        display_name: "Image registry",
+        app_type: "system",
+        compose: include_str!("../../../deploy/coreapps/registry.yml"),
+    },
+    CoreApp {
+        name: "dozzle",
+        display_name: "Dozzle",
+        app_type: "platform",
+        compose: include_str!("../../../deploy/coreapps/dozzle.yml"),
+    },
+    CoreApp {
+        name: "filebrowser",
+        display_name: "File Browser",
+        app_type: "platform",
+        compose: include_str!("../../../deploy/coreapps/filebrowser.yml"),
+    },
+];
+
+/// `<data>/coreapps/<name>`.
+pub fn core_dir(config: &Config, name: &str) -> PathBuf {
+    config.data_dir.join("coreapps").join(name)
+}
+
+/// The translation of a core app: trusted (forced), its ports fixed as written.
+pub fn translate(config: &Config, app: &CoreApp) -> Result<compose::Translation, compose::ComposeError> {
+    let mut ctx = Context::for_app(config, app.name, &Vars::new());
+    ctx.app_data = core_dir(config, app.name).join("appdata");
+    ctx.force = true;
+    compose::translate(app.compose, &ctx)
+}
+
+/// Seeds the registry with the core apps it does not have yet; returns their names.
+pub async fn seed(bus: &cubeos_shared::Bus, config: &Config) -> Result<Vec<&'static str>, BusError> {
+    let domain = bus.request(REGISTRY, "state.get", &json!({ "key": "domain" })).await?;
+    let domain = domain["value"].as_str().unwrap_or("cubeos.cube").to_owned();
+    let mut seeded = Vec::new();
+    for app in CORE_APPS {
+        match bus.request(REGISTRY, "app.get", &json!({ "name": app.name })).await {
+            Ok(_) => continue,
+            Err(e) if e.code == ErrorCode::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let t = translate(config, app).map_err(|e| BusError::internal(format!("core app {}: {e}", app.name)))?;
+        let dir = core_dir(config, app.name);
+        let compose_path = dir.join("appconfig").join("docker-compose.yml");
+        std::fs::create_dir_all(dir.join("appconfig")).map_err(|e| BusError::internal(e.to_string()))?;
+        std::fs::write(&compose_path, app.compose).map_err(|e| BusError::internal(e.to_string()))?;
+        let ports: Vec<_> = t
+            .ports
+            .iter()
+            .filter_map(|p| {
+                p.published
+                    .map(|port| json!({ "port": port, "protocol": p.protocol, "description": p.description }))
+            })
+            .collect();
+        let web = t.ports.iter().find_map(|p| p.published).unwrap_or(80);
+        let record = json!({
+            "name": app.name,
+            "display_name": app.display_name,
+            "type": app.app_type,
+            "source": "cubeos",
+            "category": "infrastructure",
+            "version": t.app.version,
+            "compose_path": compose_path.display().to_string(),
+            "data_path": dir.join("appdata").display().to_string(),
+            "ports": ports,
+            "fqdns": [{ "fqdn": format!("{}.{domain}", app.name), "backend_port": web }],
+        });
+        bus.request(REGISTRY, "app.create", &record).await?;
+        seeded.push(app.name);
+    }
+    Ok(seeded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_core_app_translates_with_its_fixed_ports() {
+        let config = Config::default();
+        for app in CORE_APPS {
+            let t = translate(&config, app).unwrap_or_else(|e| panic!("{}: {e}", app.name));
+            assert!(
+                t.ports.iter().all(|p| p.published.is_some()),
+                "{}: every port is fixed",
+                app.name
+            );
+            assert!(
+                !t.app.version.is_empty() && t.app.version != "latest",
+                "{}: pinned image",
+                app.name
+            );
+        }
+        let pihole = translate(&config, &CORE_APPS[0]).unwrap();
+        let published: Vec<u16> = pihole.ports.iter().filter_map(|p| p.published).collect();
+        assert_eq!(published, [6001, 53, 53]);
+    }
+}
