@@ -323,6 +323,10 @@ async fn five_concurrent_installs_get_distinct_ports() {
         bus.request("orchestrator", "remove", &json!({ "name": format!("multi{i}") }))
             .await
             .unwrap();
+        assert!(
+            !system.config.app_dir(&format!("multi{i}")).exists(),
+            "data gone without keep_data"
+        );
     }
 }
 

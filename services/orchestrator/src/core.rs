@@ -1,5 +1,6 @@
 //! Core apps: the services every CubeOS box has (Pi-hole, Nginx Proxy Manager, the
-//! local image registry, Dozzle, File Browser), with their fixed ports and names.
+//! local image registry, Dozzle, File Browser, Kiwix, WireGuard, Ollama,
+//! ChromaDB), with their fixed ports and names.
 //! They are seeded into the registry on first start, their compose files written
 //! under `<data>/coreapps/<name>/appconfig/`; deploying them is
 //! `orchestrator.deploy_core_apps` (off by default: a build machine cannot pull
@@ -51,6 +52,30 @@ pub const CORE_APPS: &[CoreApp] = &[
         display_name: "File Browser",
         app_type: "platform",
         compose: include_str!("../../../deploy/coreapps/filebrowser.yml"),
+    },
+    CoreApp {
+        name: "kiwix",
+        display_name: "Kiwix",
+        app_type: "platform",
+        compose: include_str!("../../../deploy/coreapps/kiwix.yml"),
+    },
+    CoreApp {
+        name: "wireguard",
+        display_name: "WireGuard",
+        app_type: "network",
+        compose: include_str!("../../../deploy/coreapps/wireguard.yml"),
+    },
+    CoreApp {
+        name: "ollama",
+        display_name: "Ollama",
+        app_type: "ai",
+        compose: include_str!("../../../deploy/coreapps/ollama.yml"),
+    },
+    CoreApp {
+        name: "chromadb",
+        display_name: "ChromaDB",
+        app_type: "ai",
+        compose: include_str!("../../../deploy/coreapps/chromadb.yml"),
     },
 ];
 
