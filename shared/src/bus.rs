@@ -224,6 +224,31 @@ impl Bus {
             .insert(action.to_owned(), handler);
     }
 
+    /// Registers `action` on a service whose state is `state`: the arguments are
+    /// parsed into `A` (a mismatch is `bad_request`), then `f` runs with the state.
+    /// The state is held weakly, so dropping it ends the service rather than leaking
+    /// it through its own handlers.
+    pub fn route<S, A, E, F, Fut>(&self, state: &Arc<S>, action: &str, f: F)
+    where
+        S: Send + Sync + 'static,
+        A: DeserializeOwned + Send + 'static,
+        E: Into<BusError>,
+        F: Fn(Arc<S>, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, E>> + Send + 'static,
+    {
+        let weak = Arc::downgrade(state);
+        let f = Arc::new(f);
+        self.handle(action, move |req: Request| {
+            let (weak, f) = (weak.clone(), Arc::clone(&f));
+            async move {
+                let state = weak
+                    .upgrade()
+                    .ok_or_else(|| BusError::unavailable("the service is stopping"))?;
+                f(state, req.parse()?).await.map_err(Into::into)
+            }
+        });
+    }
+
     /// Starts taking commands (`cubeos/cmd/<service>/+`) and marks the service online.
     pub async fn serve(&self) -> Result<(), BusError> {
         let Some(service) = self.inner.options.service.clone() else {

@@ -113,33 +113,28 @@ impl System {
 
     /// Starts the port allocator in this process and waits until it answers.
     pub async fn start_port_allocator(&mut self) {
-        let name = cubeos_port_allocator::SERVICE;
-        self.start_service(name, |ctx| Box::pin(cubeos_port_allocator::run(ctx)))
-            .await;
-        let client = self.client("ready-probe-ports").await;
-        for _ in 0..100 {
-            if client
-                .request_with_timeout(name, "stats", &json!({}), Duration::from_secs(2))
-                .await
-                .is_ok()
-            {
-                client.shutdown().await;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the port allocator did not answer");
+        self.start_service(cubeos_port_allocator::SERVICE, |ctx| {
+            Box::pin(cubeos_port_allocator::run(ctx))
+        })
+        .await;
+        self.wait_answering(cubeos_port_allocator::SERVICE, "stats").await;
     }
 
     /// Starts the orchestrator in this process and waits until it answers.
     pub async fn start_orchestrator(&mut self) {
-        let name = cubeos_orchestrator::SERVICE;
-        self.start_service(name, |ctx| Box::pin(cubeos_orchestrator::run(ctx)))
-            .await;
-        let client = self.client("ready-probe-orchestrator").await;
+        self.start_service(cubeos_orchestrator::SERVICE, |ctx| {
+            Box::pin(cubeos_orchestrator::run(ctx))
+        })
+        .await;
+        self.wait_answering(cubeos_orchestrator::SERVICE, "status").await;
+    }
+
+    /// Polls `service` with a read-only `action` until it answers.
+    async fn wait_answering(&self, service: &str, action: &str) {
+        let client = self.client(&format!("ready-probe-{service}")).await;
         for _ in 0..100 {
             if client
-                .request_with_timeout(name, "status", &json!({}), Duration::from_secs(2))
+                .request_with_timeout(service, action, &json!({}), Duration::from_secs(2))
                 .await
                 .is_ok()
             {
@@ -148,7 +143,7 @@ impl System {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the orchestrator did not answer");
+        panic!("{service} did not answer");
     }
 
     async fn start_service(&mut self, name: &str, run: Entry) {

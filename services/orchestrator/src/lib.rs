@@ -31,66 +31,46 @@ pub mod stack;
 
 use std::sync::Arc;
 
+use cubeos_shared::ServiceContext;
 use cubeos_shared::topics::service::ORCHESTRATOR;
-use cubeos_shared::{BusError, Request, ServiceContext};
-use serde_json::Value;
 use tracing::{info, warn};
 
 use service::Orchestrator;
 
 pub const SERVICE: &str = ORCHESTRATOR;
 
-fn bind<A, F, Fut>(orch: &Arc<Orchestrator>, action: &'static str, f: F)
-where
-    A: serde::de::DeserializeOwned + Send + 'static,
-    F: Fn(Arc<Orchestrator>, A) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Value, BusError>> + Send + 'static,
-{
-    let weak = Arc::downgrade(orch);
-    let f = Arc::new(f);
-    orch.bus.handle(action, move |req: Request| {
-        let (weak, f) = (weak.clone(), Arc::clone(&f));
-        async move {
-            let orch = weak
-                .upgrade()
-                .ok_or_else(|| BusError::unavailable("the orchestrator is stopping"))?;
-            f(orch, req.parse()?).await
-        }
-    });
-}
-
 /// The orchestrator's entry point. Without Docker it still runs: commands answer
 /// `unavailable`, statuses say so, and it converges once Docker is back.
 pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     let ServiceContext { config, bus, shutdown } = ctx;
     let orch = Arc::new(Orchestrator::new(bus.clone(), config)?);
-    bind(&orch, "install", |o, a: service::InstallArgs| async move {
+    bus.route(&orch, "install", |o, a: service::InstallArgs| async move {
         o.install(a).await
     });
-    bind(&orch, "start", |o, a: service::AppName| async move {
+    bus.route(&orch, "start", |o, a: service::AppName| async move {
         o.start(&a.name).await
     });
-    bind(
+    bus.route(
         &orch,
         "stop",
         |o, a: service::AppName| async move { o.stop(&a.name).await },
     );
-    bind(&orch, "restart", |o, a: service::AppName| async move {
+    bus.route(&orch, "restart", |o, a: service::AppName| async move {
         o.restart(&a.name).await
     });
-    bind(&orch, "enable", |o, a: service::AppName| async move {
+    bus.route(&orch, "enable", |o, a: service::AppName| async move {
         o.set_enabled(&a.name, true).await
     });
-    bind(&orch, "disable", |o, a: service::AppName| async move {
+    bus.route(&orch, "disable", |o, a: service::AppName| async move {
         o.set_enabled(&a.name, false).await
     });
-    bind(
+    bus.route(
         &orch,
         "remove",
         |o, a: service::RemoveArgs| async move { o.remove(a).await },
     );
-    bind(&orch, "logs", |o, a: service::LogsArgs| async move { o.logs(a).await });
-    bind(&orch, "status", |o, a: service::StatusArgs| async move {
+    bus.route(&orch, "logs", |o, a: service::LogsArgs| async move { o.logs(a).await });
+    bus.route(&orch, "status", |o, a: service::StatusArgs| async move {
         o.status(a.name).await
     });
     // Before taking commands: a marker found now belongs to a crashed run.

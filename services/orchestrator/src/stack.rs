@@ -232,54 +232,46 @@ pub async fn remove(docker: &Docker, stack: &str, instance: &str, volumes: bool)
     Ok(())
 }
 
-/// Sets a service's replica count (0 stops it).
-pub async fn scale(docker: &Docker, name: &str, replicas: i64) -> Result<(), bollard::errors::Error> {
+/// Reads a service's spec, changes it with `edit`, and writes it back at the
+/// version read (Swarm refuses the update if someone changed it in between).
+async fn edit_service(
+    docker: &Docker,
+    name: &str,
+    edit: impl FnOnce(&mut ServiceSpec),
+) -> Result<(), bollard::errors::Error> {
     let existing = docker
         .inspect_service(name, None::<bollard::query_parameters::InspectServiceOptions>)
         .await?;
     let mut spec = existing.spec.unwrap_or_default();
-    let replicated = spec
-        .mode
-        .get_or_insert_with(Default::default)
-        .replicated
-        .get_or_insert_with(Default::default);
-    replicated.replicas = Some(replicas);
+    edit(&mut spec);
     let version = existing.version.and_then(|v| v.index).unwrap_or(0);
-    docker
-        .update_service(
-            name,
-            spec,
-            UpdateServiceOptions {
-                version: version as i32,
-                ..Default::default()
-            },
-            None,
-        )
-        .await?;
+    let options = UpdateServiceOptions {
+        version: version as i32,
+        ..Default::default()
+    };
+    docker.update_service(name, spec, options, None).await?;
     Ok(())
+}
+
+/// Sets a service's replica count (0 stops it).
+pub async fn scale(docker: &Docker, name: &str, replicas: i64) -> Result<(), bollard::errors::Error> {
+    edit_service(docker, name, |spec| {
+        spec.mode
+            .get_or_insert_with(Default::default)
+            .replicated
+            .get_or_insert_with(Default::default)
+            .replicas = Some(replicas);
+    })
+    .await
 }
 
 /// Restarts a service's tasks (`docker service update --force`).
 pub async fn force_update(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
-    let existing = docker
-        .inspect_service(name, None::<bollard::query_parameters::InspectServiceOptions>)
-        .await?;
-    let mut spec = existing.spec.unwrap_or_default();
-    let task = spec.task_template.get_or_insert_with(Default::default);
-    task.force_update = Some(task.force_update.unwrap_or(0) + 1);
-    let version = existing.version.and_then(|v| v.index).unwrap_or(0);
-    docker
-        .update_service(
-            name,
-            spec,
-            UpdateServiceOptions {
-                version: version as i32,
-                ..Default::default()
-            },
-            None,
-        )
-        .await?;
-    Ok(())
+    edit_service(docker, name, |spec| {
+        let task = spec.task_template.get_or_insert_with(Default::default);
+        task.force_update = Some(task.force_update.unwrap_or(0) + 1);
+    })
+    .await
 }
 
 /// A service's tasks right now: running count and the latest error, if any.

@@ -38,7 +38,7 @@ use cubeos_shared::topics::{
     self,
     service::{PORT_ALLOCATOR, REGISTRY},
 };
-use cubeos_shared::{Bus, BusError, ErrorCode, Request, ServiceContext, procnet, validate};
+use cubeos_shared::{Bus, BusError, ErrorCode, ServiceContext, procnet, validate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -482,26 +482,6 @@ impl Allocator {
     }
 }
 
-/// Registers `action`, parsing its arguments into `A`.
-fn bind<A, F, Fut>(allocator: &Arc<Allocator>, action: &'static str, f: F)
-where
-    A: serde::de::DeserializeOwned + Send + 'static,
-    F: Fn(Arc<Allocator>, A) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Value, BusError>> + Send + 'static,
-{
-    let weak = Arc::downgrade(allocator);
-    let f = Arc::new(f);
-    allocator.bus.handle(action, move |req: Request| {
-        let (weak, f) = (weak.clone(), Arc::clone(&f));
-        async move {
-            let allocator = weak
-                .upgrade()
-                .ok_or_else(|| BusError::unavailable("the port allocator is stopping"))?;
-            f(allocator, req.parse()?).await
-        }
-    });
-}
-
 /// The port allocator's entry point.
 pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     let ServiceContext {
@@ -511,21 +491,21 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     } = ctx;
     let ranges = Ranges::from_config(&config.ports).map_err(anyhow::Error::msg)?;
     let allocator = Arc::new(Allocator::new(bus.clone(), ranges, config.docker.clone()));
-    bind(&allocator, "allocate", |a, args: AllocateArgs| async move {
+    bus.route(&allocator, "allocate", |a, args: AllocateArgs| async move {
         a.allocate(args).await
     });
-    bind(&allocator, "release", |a, args: ReleaseArgs| async move {
+    bus.route(&allocator, "release", |a, args: ReleaseArgs| async move {
         a.release(args).await
     });
-    bind(
+    bus.route(
         &allocator,
         "check",
         |a, args: CheckArgs| async move { a.check(args).await },
     );
-    bind(&allocator, "available", |a, args: AvailableArgs| async move {
+    bus.route(&allocator, "available", |a, args: AvailableArgs| async move {
         a.available(args).await
     });
-    bind(&allocator, "stats", |a, _: NoArgs| async move { a.stats().await });
+    bus.route(&allocator, "stats", |a, _: NoArgs| async move { a.stats().await });
     let mut app_changes = bus
         .subscribe(&topics::all_app_states(), rumqttc::QoS::AtMostOnce)
         .await?;

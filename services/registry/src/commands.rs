@@ -2,9 +2,8 @@
 //! function, publish what changed, reply.
 
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use cubeos_shared::{BusError, Request};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -30,27 +29,14 @@ fn to_json<T: Serialize>(value: T) -> Result<Value> {
     Ok(serde_json::to_value(value)?)
 }
 
-/// Registers `action`: its arguments parse into `A`, then `f` runs. Handlers hold
-/// the registry weakly so that dropping it ends the service.
+/// Registers `action` with arguments of type `A`.
 fn bind<A, F, Fut>(registry: &Arc<Registry>, action: &str, f: F)
 where
     A: DeserializeOwned + Send + 'static,
     F: Fn(Arc<Registry>, A) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Value>> + Send + 'static,
 {
-    let weak: Weak<Registry> = Arc::downgrade(registry);
-    let f = Arc::new(f);
-    registry.bus.handle(action, move |req: Request| {
-        let weak = weak.clone();
-        let f = Arc::clone(&f);
-        async move {
-            let registry = weak
-                .upgrade()
-                .ok_or_else(|| BusError::unavailable("the registry is stopping"))?;
-            let args: A = req.parse()?;
-            f(registry, args).await.map_err(BusError::from)
-        }
-    });
+    registry.bus.route(registry, action, f);
 }
 
 pub fn register(r: &Arc<Registry>) {
