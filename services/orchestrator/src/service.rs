@@ -114,7 +114,7 @@ pub struct Orchestrator {
     /// Apps a person stopped: the reconciler leaves them at 0 until started (or
     /// until the next boot: `enabled` means "runs after boot").
     stopped: std::sync::Mutex<HashSet<String>>,
-    /// Installs in progress.
+    /// Apps being installed or removed: the reconciler leaves them alone.
     installing: std::sync::Mutex<HashSet<String>>,
     statuses: std::sync::Mutex<BTreeMap<String, AppStatus>>,
     next_job: std::sync::atomic::AtomicU64,
@@ -588,12 +588,33 @@ impl Orchestrator {
     pub async fn remove(&self, args: RemoveArgs) -> Result<Value, BusError> {
         self.require_app(&args.name).await?;
         let docker = self.docker().await?;
-        stack::remove(&docker, &args.name, &self.instance, !args.keep_data)
-            .await
-            .map_err(docker_error)?;
-        self.bus
-            .request(REGISTRY, "app.delete", &json!({ "name": args.name }))
-            .await?;
+        // The reconciler must not recreate what is being taken down: between the
+        // services going and the row going, the app still looks enabled.
+        if !self
+            .installing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(args.name.clone())
+        {
+            return Err(BusError::conflict(format!(
+                "'{}' is being installed or removed",
+                args.name
+            )));
+        }
+        let result = async {
+            stack::remove(&docker, &args.name, &self.instance, !args.keep_data)
+                .await
+                .map_err(docker_error)?;
+            self.bus
+                .request(REGISTRY, "app.delete", &json!({ "name": args.name }))
+                .await
+        }
+        .await;
+        self.installing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&args.name);
+        result?;
         self.remove_files(&args.name, args.keep_data);
         self.stopped
             .lock()
@@ -774,6 +795,11 @@ impl Orchestrator {
         for (name, _) in &names {
             let status = compute_status(&docker, name, &services).await;
             self.publish_status(name, status).await;
+        }
+        let mut keep: HashSet<String> = names.iter().map(|(n, _)| n.clone()).collect();
+        keep.extend(busy);
+        if let Err(e) = stack::remove_orphan_networks(&docker, &self.instance, &keep).await {
+            warn!(error = %e, "orphan networks not listed");
         }
         // Statuses of apps that are gone.
         let known: HashSet<&String> = names.iter().map(|(n, _)| n).collect();

@@ -253,6 +253,33 @@ async fn edit_service(
     Ok(())
 }
 
+/// Removes this installation's networks whose stack is not in `keep` (left behind
+/// when a removal gave up waiting for tasks to stop).
+pub async fn remove_orphan_networks(
+    docker: &Docker,
+    instance: &str,
+    keep: &std::collections::HashSet<String>,
+) -> Result<(), bollard::errors::Error> {
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(owned_filter(instance, None)),
+        }))
+        .await?;
+    for n in networks {
+        let stack = n
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(NAMESPACE_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        if !keep.contains(&stack) {
+            // Still in use: the next pass tries again.
+            let _ = docker.remove_network(n.name.as_deref().unwrap_or_default()).await;
+        }
+    }
+    Ok(())
+}
+
 /// Sets a service's replica count (0 stops it).
 pub async fn scale(docker: &Docker, name: &str, replicas: i64) -> Result<(), bollard::errors::Error> {
     edit_service(docker, name, |spec| {
