@@ -849,12 +849,26 @@ async fn compute_status(docker: &Docker, name: &str, services: &[bollard::models
             .and_then(|r| r.replicas)
             .unwrap_or(1);
         desired += want;
-        if let Ok((r, e)) = stack::task_summary(docker, stack::service_name(s)).await {
-            running += r.min(want);
-            if r < want {
-                error = e.unwrap_or_default();
-            }
-        }
+        // The service list already counts running tasks; the tasks themselves are
+        // asked for only when some are missing, for Docker's error.
+        let counted = s
+            .service_status
+            .as_ref()
+            .and_then(|st| st.running_tasks)
+            .map(|r| r as i64);
+        let r = match counted {
+            Some(r) if r >= want => r,
+            _ => match stack::task_summary(docker, stack::service_name(s)).await {
+                Ok((r, e)) => {
+                    if r < want {
+                        error = e.unwrap_or_default();
+                    }
+                    r
+                }
+                Err(_) => counted.unwrap_or(0),
+            },
+        };
+        running += r.min(want);
         let updated = s.updated_at.clone().unwrap_or_default();
         if updated > last {
             last = updated;
