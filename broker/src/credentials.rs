@@ -1,10 +1,10 @@
 //! The service credentials: generated on first start, stored as JSON with mode 0600
 //! in the data dir, read by every local client (services, the CLI on the box).
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
 use std::path::Path;
+
+use cubeos_shared::private_file;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -42,39 +42,23 @@ impl Credentials {
     /// Reads the credentials at `path`, creating them (and the parent directory) on
     /// first start. An existing file is tightened to 0600.
     pub fn load_or_create(path: &Path) -> Result<Credentials, CredentialsError> {
-        let shown = path.display().to_string();
-        if path.exists() {
-            let creds = Self::load(path)?;
-            fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-                .map_err(|source| CredentialsError::Write { path: shown, source })?;
-            return Ok(creds);
-        }
-        let write_err = |source| CredentialsError::Write {
-            path: shown.clone(),
+        let generate = || {
+            let password: String = rand::rng()
+                .sample_iter(rand::distr::Alphanumeric)
+                .take(40)
+                .map(char::from)
+                .collect();
+            let creds = Credentials {
+                username: SERVICE_USER.to_owned(),
+                password,
+            };
+            serde_json::to_vec_pretty(&creds).unwrap_or_default()
+        };
+        private_file::load_or_create(path, generate).map_err(|source| CredentialsError::Write {
+            path: path.display().to_string(),
             source,
-        };
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(write_err)?;
-        }
-        let password: String = rand::rng()
-            .sample_iter(rand::distr::Alphanumeric)
-            .take(40)
-            .map(char::from)
-            .collect();
-        let creds = Credentials {
-            username: SERVICE_USER.to_owned(),
-            password,
-        };
-        let json = serde_json::to_vec_pretty(&creds).map_err(|e| write_err(std::io::Error::other(e)))?;
-        // create_new + 0600 from the start: the secret is never readable by others,
-        // and two processes racing on first start cannot both write it.
-        let mut file = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Self::load(path),
-            Err(e) => return Err(write_err(e)),
-        };
-        file.write_all(&json).and_then(|_| file.sync_all()).map_err(write_err)?;
-        Ok(creds)
+        })?;
+        Self::load(path)
     }
 
     /// Reads existing credentials (clients never create them).
@@ -101,6 +85,7 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn created_once_with_mode_0600() {

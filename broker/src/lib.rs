@@ -1,9 +1,12 @@
 //! The embedded MQTT broker every CubeOS service talks through.
 //!
-//! rumqttd 0.20 runs in-process on its own threads: a TCP listener for the services
-//! and a WebSocket listener (MQTT 3.1.1, the `mqtt` subprotocol) for the dashboard,
-//! each at a configured address. Both require the service credentials, generated on
+//! rumqttd 0.20 runs in-process on its own threads, with one TCP listener on
+//! loopback for the services. It requires the service credentials, generated on
 //! first start and kept in the data dir with mode 0600 ([`credentials`]).
+//!
+//! Everyone else — the dashboard over WebSocket, a CLI on another machine, hardware
+//! devices, node agents — connects to the [`gate`], which authenticates them, applies
+//! the per-role topic policy and forwards what passes to rumqttd.
 //!
 //! Sizing, from rumqttd's measured behaviour (DESIGN.md section 5):
 //! - a fresh QoS 0 wildcard subscriber receives at most
@@ -17,10 +20,11 @@
 //! - rumqttd never frees a filter's log, so each distinct client id leaves its reply
 //!   log (a few KiB for a CLI call) behind until the broker restarts.
 //!
-//! rumqttd has no topic ACLs and drops a failed login without a CONNACK code: outside
-//! clients belong behind the gate (DESIGN.md section 5), not on these listeners.
+//! rumqttd has no topic ACLs and drops a failed login without a CONNACK code: hence
+//! the gate (DESIGN.md section 5).
 
 pub mod credentials;
+pub mod gate;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -54,21 +58,13 @@ pub enum BrokerError {
     Thread(std::io::Error),
 }
 
-/// The listeners of a running broker. rumqttd cannot be stopped: it lives as long as
-/// the process.
-#[derive(Debug, Clone, Copy)]
-pub struct RunningBroker {
-    pub tcp: SocketAddr,
-    pub ws: SocketAddr,
-}
-
-/// Starts the broker and returns once both listeners accept connections.
-pub fn start(config: &BrokerConfig, credentials: &Credentials) -> Result<RunningBroker, BrokerError> {
+/// Starts the broker and returns once its listener accepts connections. rumqttd
+/// cannot be stopped: it lives as long as the process.
+pub fn start(config: &BrokerConfig, credentials: &Credentials) -> Result<SocketAddr, BrokerError> {
     // rumqttd only logs a failed bind from its server thread; check here so that an
     // address in use is an error the caller sees.
-    for (addr, what) in [(config.tcp_listen, "mqtt"), (config.ws_listen, "websocket")] {
-        TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, what, source })?;
-    }
+    let (addr, what) = (config.tcp_listen, "mqtt");
+    TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, what, source })?;
     let rumqttd_config = rumqttd_config(config, credentials);
     std::thread::Builder::new()
         .name("cubeos-broker".into())
@@ -80,17 +76,12 @@ pub fn start(config: &BrokerConfig, credentials: &Credentials) -> Result<Running
         })
         .map_err(BrokerError::Thread)?;
     let timeout = Duration::from_secs(5);
-    for (addr, what) in [(config.tcp_listen, "mqtt"), (config.ws_listen, "websocket")] {
-        wait_listening(addr, timeout).ok_or(BrokerError::NotReady { addr, what, timeout })?;
-        if set_nodelay_on_listener(addr.port()) == 0 {
-            tracing::warn!(%addr, "could not set TCP_NODELAY on the listener; expect 40 ms stalls");
-        }
-        info!(%addr, listener = what, "broker listening");
+    wait_listening(addr, timeout).ok_or(BrokerError::NotReady { addr, what, timeout })?;
+    if set_nodelay_on_listener(addr.port()) == 0 {
+        tracing::warn!(%addr, "could not set TCP_NODELAY on the listener; expect 40 ms stalls");
     }
-    Ok(RunningBroker {
-        tcp: config.tcp_listen,
-        ws: config.ws_listen,
-    })
+    info!(%addr, "broker listening for services");
+    Ok(addr)
 }
 
 /// Waits until a socket listens on `addr`'s port. Read from the kernel's socket
@@ -171,10 +162,7 @@ fn rumqttd_config(config: &BrokerConfig, credentials: &Credentials) -> rumqttd::
             server("mqtt", config.tcp_listen),
         )])),
         v5: None,
-        ws: Some(HashMap::from([(
-            "dashboard".to_owned(),
-            server("websocket", config.ws_listen),
-        )])),
+        ws: None,
         cluster: None,
         console: None,
         bridge: None,

@@ -77,8 +77,8 @@ pub struct Request {
     pub action: String,
     pub id: String,
     pub args: Value,
-    /// Stamped by the gate for outside clients; absent on loopback.
-    pub caller: Option<Caller>,
+    /// Stamped by the gate for outside clients; loopback clients are `system`.
+    pub caller: Caller,
 }
 
 impl Request {
@@ -236,6 +236,18 @@ impl Bus {
         F: Fn(Arc<S>, A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, E>> + Send + 'static,
     {
+        self.route_as(state, action, move |s, _caller, args| f(s, args));
+    }
+
+    /// [`Bus::route`] for an action whose handler needs to know who called it.
+    pub fn route_as<S, A, E, F, Fut>(&self, state: &Arc<S>, action: &str, f: F)
+    where
+        S: Send + Sync + 'static,
+        A: DeserializeOwned + Send + 'static,
+        E: Into<BusError>,
+        F: Fn(Arc<S>, Caller, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, E>> + Send + 'static,
+    {
         let weak = Arc::downgrade(state);
         let f = Arc::new(f);
         self.handle(action, move |req: Request| {
@@ -244,7 +256,8 @@ impl Bus {
                 let state = weak
                     .upgrade()
                     .ok_or_else(|| BusError::unavailable("the service is stopping"))?;
-                f(state, req.parse()?).await.map_err(Into::into)
+                let args = req.parse()?;
+                f(state, req.caller, args).await.map_err(Into::into)
             }
         });
     }
@@ -545,6 +558,14 @@ fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
         );
         return;
     };
+    // The policy holds here too, not only at the gate: a command stamped with a
+    // caller is refused when that role may not call it.
+    let caller = envelope.caller.unwrap_or_else(Caller::system);
+    if !crate::roles::may_call(caller.role, service_of(inner), &action) {
+        let err = BusError::forbidden(format!("role '{}' may not call {}", caller.role, crate::validate::truncate(&action, 64)));
+        send_reply(inner, envelope.reply_to, ReplyEnvelope::from_result(envelope.id, Err(err)));
+        return;
+    }
     let inner = Arc::clone(inner);
     let permits = Arc::clone(&inner.permits);
     tokio::spawn(async move {
@@ -556,7 +577,7 @@ fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
             action,
             id: envelope.id.clone(),
             args: envelope.args,
-            caller: envelope.caller,
+            caller,
         };
         // A panicking handler must not take the service down nor leave the caller
         // waiting: run it as its own task and answer `internal` if it dies.
@@ -576,6 +597,10 @@ fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
             ReplyEnvelope::from_result(envelope.id, result),
         );
     });
+}
+
+fn service_of(inner: &Inner) -> &str {
+    inner.options.service.as_deref().unwrap_or_default()
 }
 
 fn send_reply(inner: &Arc<Inner>, reply_to: String, reply: ReplyEnvelope) {

@@ -38,6 +38,58 @@ pub struct Config {
     pub ports: PortsConfig,
     pub docker: DockerConfig,
     pub orchestrator: OrchestratorConfig,
+    pub gate: GateConfig,
+    pub auth: AuthConfig,
+}
+
+/// The gate: where outside clients (dashboard, CLI elsewhere, devices, nodes) connect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateConfig {
+    /// MQTT 3.1.1 over TCP.
+    pub tcp_listen: SocketAddr,
+    /// MQTT 3.1.1 over WebSocket (`mqtt` subprotocol), for the dashboard.
+    pub ws_listen: SocketAddr,
+    /// Where `cubeos login` connects by default.
+    pub address: SocketAddr,
+    /// How long a new connection has to send CONNECT.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+/// Sign-in: sessions and login throttling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long a session token lives unless refreshed.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Failed logins (per user, and per address) before logins are refused.
+    pub max_failures: u32,
+    /// How long logins stay refused after `max_failures`.
+    #[serde(with = "humantime_serde")]
+    pub lockout: Duration,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            tcp_listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            ws_listen: SocketAddr::from(([0, 0, 0, 0], 9001)),
+            address: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_failures: 5,
+            lockout: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,11 +111,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
-    /// MQTT over TCP for the services; loopback, since it trusts its clients.
+    /// MQTT over TCP for the services; loopback only: it trusts its clients, and
+    /// everyone else comes through the gate.
     pub tcp_listen: SocketAddr,
-    /// MQTT 3.1.1 over WebSocket for the dashboard.
-    pub ws_listen: SocketAddr,
-    /// Where clients (services, the CLI) connect.
+    /// Where local clients (services, the CLI on the box) connect.
     pub address: SocketAddr,
     /// Largest MQTT payload the broker accepts, in bytes. Larger packets end the
     /// sender's connection; services refuse commands above `bus.max_command_bytes`.
@@ -235,6 +286,8 @@ impl Default for Config {
             ports: PortsConfig::default(),
             docker: DockerConfig::default(),
             orchestrator: OrchestratorConfig::default(),
+            gate: GateConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -251,9 +304,8 @@ impl Default for LogConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            tcp_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            ws_listen: SocketAddr::from(([0, 0, 0, 0], 9001)),
-            address: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            tcp_listen: SocketAddr::from(([127, 0, 0, 1], 1884)),
+            address: SocketAddr::from(([127, 0, 0, 1], 1884)),
             max_payload: 2 * 1024 * 1024,
             max_connections: 1024,
             max_outgoing_packet_count: 10_000,
@@ -397,6 +449,11 @@ impl Config {
     /// The broker's generated service credentials (mode 0600).
     pub fn credentials_path(&self) -> PathBuf {
         self.data_dir.join("broker-credentials.json")
+    }
+
+    /// The key that seals secrets (mode 0600).
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.data_dir.join("secret.key")
     }
 }
 

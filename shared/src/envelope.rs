@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::roles::Role;
+
 /// The closed set of wire error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,24 +87,41 @@ impl BusError {
         Self::new(ErrorCode::Unavailable, message)
     }
 
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }
 }
 
-/// Who sent a command. The gate stamps it on commands from outside clients; services
-/// calling each other are `system`.
+/// Who sent a command. The gate stamps it on commands from outside clients (and
+/// strips any a client sent); commands without one come from the loopback broker,
+/// whose clients hold the service credentials, and are `system`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Caller {
     pub user: String,
-    pub role: String,
+    pub role: Role,
+    /// The session the client signed in with, when it used a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The client's address, for login throttling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl Caller {
     pub fn system() -> Self {
         Caller {
             user: "system".into(),
-            role: "system".into(),
+            role: Role::System,
+            session: None,
+            address: None,
         }
     }
 }

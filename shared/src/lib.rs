@@ -14,6 +14,9 @@
 //!   owns), and the liveness last will.
 //! - [`models`]: one struct per table of the store (serde + sqlx `FromRow`). Secret
 //!   columns are never serialised.
+//! - [`roles`]: who may call which action; the gate and every service apply it.
+//! - [`secrets`]: the data dir's key, which seals secrets at rest and on the
+//!   loopback bus ([`private_file`] keeps it, and the broker credentials, at 0600).
 //! - [`validate`]: field rules (names that become paths, ports, enums, lengths).
 //! - [`config`]: built-in defaults, an optional TOML file, `CUBEOS__SECTION__KEY`
 //!   environment overrides, humantime durations.
@@ -27,7 +30,10 @@ pub mod config;
 pub mod docker;
 pub mod envelope;
 pub mod models;
+pub mod private_file;
 pub mod procnet;
+pub mod roles;
+pub mod secrets;
 pub mod service;
 pub mod telemetry;
 pub mod topics;

@@ -56,15 +56,8 @@ impl std::fmt::Display for Protocol {
     }
 }
 
-/// `users.role`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    User,
-    Readonly,
-}
+/// `users.role`: one of the person roles of [`crate::roles::Role`].
+pub use crate::roles::Role;
 
 /// `network_config.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
@@ -186,6 +179,9 @@ pub struct VpnConfig {
     pub auto_connect: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// Sealed private key / credentials (migration 0002).
+    #[serde(skip_serializing, default)]
+    pub secret: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]

@@ -116,9 +116,50 @@ pub fn node(node_id: &str, suffix: &str) -> String {
     format!("cubeos/nodes/{node_id}/{suffix}")
 }
 
+/// `cubeos/hw/<device>`: the subtree one hardware device may publish under.
+pub fn hardware_root(device: &str) -> String {
+    format!("cubeos/hw/{device}")
+}
+
+/// `cubeos/nodes/<node-id>`: the subtree one node agent may use.
+pub fn node_root(node_id: &str) -> String {
+    format!("cubeos/nodes/{node_id}")
+}
+
+/// `cubeos/events/auth/revoked`: sessions or users whose live connections must end
+/// (owner: registry; the gate acts on it). Carries ids and names, never tokens.
+pub fn auth_revoked() -> String {
+    "cubeos/events/auth/revoked".to_owned()
+}
+
+/// Roots outside clients may read: state, events and liveness.
+pub const READABLE_ROOTS: &[&str] = &["cubeos/state", "cubeos/events", "cubeos/svc"];
+
+/// True when `topic_or_filter` lies strictly below `root` (a topic root without
+/// wildcards): its leading levels equal `root`'s literally and at least one follows.
+/// A filter that reaches `root` only through a wildcard (`cubeos/#`, `cubeos/+/x`)
+/// is not within it.
+pub fn is_within(topic_or_filter: &str, root: &str) -> bool {
+    topic_or_filter
+        .strip_prefix(root)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| !rest.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_a_root_only_literally() {
+        assert!(is_within("cubeos/state/#", "cubeos/state"));
+        assert!(is_within("cubeos/hw/b1/press", &hardware_root("b1")));
+        assert!(!is_within("cubeos/hw/b10/press", &hardware_root("b1")));
+        assert!(!is_within("cubeos/hw/b1", &hardware_root("b1")));
+        assert!(!is_within("cubeos/#", "cubeos/state"));
+        assert!(!is_within("cubeos/+/apps", "cubeos/state"));
+        assert!(!is_within("#", "cubeos/state"));
+    }
 
     #[test]
     fn command_topics_round_trip() {
@@ -176,4 +217,7 @@ pub mod service {
     pub const REGISTRY: &str = "registry";
     pub const PORT_ALLOCATOR: &str = "port-allocator";
     pub const ORCHESTRATOR: &str = "orchestrator";
+    /// Services still to come; the action policy covers them already.
+    pub const BACKUP_SCHEDULER: &str = "backup-scheduler";
+    pub const NETWORK_MODE: &str = "network-mode";
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cubeos_broker::Credentials;
+use cubeos_shared::secrets::SecretBox;
 use cubeos_shared::service::{Shutdown, ShutdownTrigger};
 use cubeos_shared::{Bus, BusOptions, Config, ServiceContext};
 use serde_json::json;
@@ -53,7 +54,9 @@ pub fn test_config(dir: &Path) -> Config {
     let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
     config.broker.tcp_listen = tcp;
     config.broker.address = tcp;
-    config.broker.ws_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    config.gate.tcp_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    config.gate.ws_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    config.gate.address = config.gate.tcp_listen;
     config.log.level = std::env::var("CUBEOS_TEST_LOG").unwrap_or_else(|_| "warn".into());
     config
 }
@@ -94,6 +97,10 @@ impl System {
         cubeos_shared::telemetry::init(&config.log);
         let credentials = Credentials::load_or_create(&config.credentials_path()).expect("credentials");
         cubeos_broker::start(&config.broker, &credentials).expect("broker starts");
+        let secrets = SecretBox::load_or_create(&config.secret_key_path()).expect("secret key");
+        cubeos_broker::gate::start(&config, &credentials, secrets)
+            .await
+            .expect("gate starts");
         System {
             dir,
             config: Arc::new(config),
@@ -177,8 +184,42 @@ impl System {
         self.config.broker.tcp_listen.port()
     }
 
+    /// The gate's MQTT-over-WebSocket port.
     pub fn ws_port(&self) -> u16 {
-        self.config.broker.ws_listen.port()
+        self.config.gate.ws_listen.port()
+    }
+
+    /// The gate's MQTT port.
+    pub fn gate_port(&self) -> u16 {
+        self.config.gate.tcp_listen.port()
+    }
+
+    /// Creates a user through the registry (as the system, on loopback).
+    pub async fn add_user(&self, username: &str, password: &str, role: &str) {
+        let client = self.client(&format!("add-user-{username}")).await;
+        client
+            .request(
+                "registry",
+                "user.add",
+                &json!({ "username": username, "password": password, "role": role }),
+            )
+            .await
+            .expect("user.add");
+        client.shutdown().await;
+    }
+
+    /// `-h -p -u -P` for mosquitto_pub / mosquitto_sub through the gate.
+    pub fn gate_args(&self, username: &str, password: &str) -> Vec<String> {
+        vec![
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.gate_port().to_string(),
+            "-u".into(),
+            username.into(),
+            "-P".into(),
+            password.into(),
+        ]
     }
 
     pub fn database_path(&self) -> PathBuf {

@@ -162,7 +162,6 @@ async fn after_reconnect_to_an_empty_broker_the_registry_republishes_and_resubsc
     // Broker B knows nothing. Move the registry there by cutting its connection.
     let mut config_b = (*config).clone();
     config_b.broker.tcp_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    config_b.broker.ws_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     cubeos_broker::start(&config_b.broker, &credentials).unwrap();
     proxy.set_target(config_b.broker.tcp_listen);
     proxy.cut();

@@ -136,6 +136,7 @@ async fn mqtt_js_round_trip_over_websocket() {
         return;
     }
     let system = System::start().await;
+    system.add_user("dash", "dashboard-pw", "admin").await;
     let admin = system.client("seed").await;
     for name in ["alpha", "beta"] {
         admin
@@ -146,7 +147,7 @@ async fn mqtt_js_round_trip_over_websocket() {
     let run = |topic: String, args: Value| {
         let js = js.clone();
         let url = format!("ws://127.0.0.1:{}", system.ws_port());
-        let (user, pass) = (system.credentials.username.clone(), system.credentials.password.clone());
+        let (user, pass) = ("dash".to_string(), "dashboard-pw".to_string());
         async move {
             Command::new("node")
                 .arg(js.join("ws_request.mjs"))
@@ -187,7 +188,7 @@ async fn mqtt_js_round_trip_over_websocket() {
             "--url",
             &format!("ws://127.0.0.1:{}", system.ws_port()),
             "--username",
-            "cubeos-service",
+            "dash",
         ])
         .args([
             "--password",

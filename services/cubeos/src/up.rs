@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cubeos_broker::Credentials;
+use cubeos_shared::secrets::SecretBox;
 use cubeos_shared::service::Shutdown;
 use cubeos_shared::{Bus, BusOptions, Config, ServiceContext, telemetry, topics};
 use tokio::task::JoinSet;
@@ -24,7 +25,11 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let credentials = Credentials::load_or_create(&config.credentials_path())?;
+    let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
     cubeos_broker::start(&config.broker, &credentials)?;
+    // Outside clients are let in from the start; until the registry is online their
+    // sign-ins are answered "server unavailable" (CONNACK 3).
+    cubeos_broker::gate::start(&config, &credentials, secrets).await?;
     run_services(config, &credentials, &services::names()).await
 }
 

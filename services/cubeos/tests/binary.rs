@@ -16,13 +16,17 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_cubeos");
 
 /// `cubeos` with its ports and data dir set the way a user would set them.
-fn cubeos(data: &Path, mqtt: u16, ws: u16) -> Command {
+/// `cubeos` with the loopback broker on `mqtt` and the gate on `gate` (its
+/// WebSocket listener on any free port).
+fn cubeos(data: &Path, mqtt: u16, gate: u16) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.arg("--data")
         .arg(data)
         .env("CUBEOS__BROKER__TCP_LISTEN", format!("127.0.0.1:{mqtt}"))
         .env("CUBEOS__BROKER__ADDRESS", format!("127.0.0.1:{mqtt}"))
-        .env("CUBEOS__BROKER__WS_LISTEN", format!("127.0.0.1:{ws}"))
+        .env("CUBEOS__GATE__TCP_LISTEN", format!("127.0.0.1:{gate}"))
+        .env("CUBEOS__GATE__ADDRESS", format!("127.0.0.1:{gate}"))
+        .env("CUBEOS__GATE__WS_LISTEN", "127.0.0.1:0")
         .env("CUBEOS__LOG__LEVEL", "info");
     cmd
 }
@@ -221,7 +225,7 @@ fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
 async fn acknowledged_writes_survive_sigkill_of_the_registry() {
     let system = System::broker_only().await;
     let data = system.config.data_dir.clone();
-    let (mqtt, ws) = (system.mqtt_port(), system.ws_port());
+    let (mqtt, ws) = (system.mqtt_port(), system.gate_port());
     let spawn_registry = || {
         Guard(
             cubeos(&data, mqtt, ws)
@@ -419,7 +423,7 @@ async fn sigkill_of_the_orchestrator_mid_install_leaves_all_or_nothing() {
     let mut system = System::start_with(|c| c.ports.user = format!("{base}-{}", base + 50)).await;
     system.start_port_allocator().await;
     let data = system.config.data_dir.clone();
-    let (mqtt, ws) = (system.mqtt_port(), system.ws_port());
+    let (mqtt, ws) = (system.mqtt_port(), system.gate_port());
     let spawn = || {
         Guard(
             cubeos(&data, mqtt, ws)

@@ -8,9 +8,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use cubeos_shared::envelope::Caller;
+use cubeos_shared::roles::Role;
+
 use crate::error::Result;
 use crate::settings::Table;
-use crate::{Registry, apps, fqdns, ports, profiles, settings};
+use crate::{Registry, apps, auth, fqdns, ports, profiles, settings, tokens, users, vault};
 
 /// Arguments naming one object.
 #[derive(Debug, Deserialize)]
@@ -39,7 +42,38 @@ where
     registry.bus.route(registry, action, f);
 }
 
+/// Registers `action` for a handler that needs the caller.
+fn bind_as<A, F, Fut>(registry: &Arc<Registry>, action: &str, f: F)
+where
+    A: DeserializeOwned + Send + 'static,
+    F: Fn(Arc<Registry>, Caller, A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value>> + Send + 'static,
+{
+    registry.bus.route_as(registry, action, f);
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Username {
+    username: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleChange {
+    username: String,
+    role: Role,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenId {
+    id: String,
+}
+
 pub fn register(r: &Arc<Registry>) {
+    register_auth(r);
+    register_vault(r);
     bind(r, "app.create", |r, new: apps::NewApp| async move {
         let _w = r.writing().await;
         let record = apps::create(&r.store, &r.data_dir, new).await?;
@@ -169,4 +203,82 @@ fn bind_settings(r: &Arc<Registry>, prefix: &'static str, table: Table) {
             to_json(settings::delete(&r.store, table, &d.key).await?)
         });
     }
+}
+
+/// Sign-in, users, and device / node credentials.
+fn register_auth(r: &Arc<Registry>) {
+    bind(r, "auth.connect", |r, a: auth::ConnectArgs| async move { to_json(r.auth_connect(a).await?) });
+    bind_as(r, "auth.login", |r, caller, a: auth::Credentials| async move {
+        let _w = r.writing().await;
+        r.auth_login(&caller, a).await
+    });
+    bind_as(r, "auth.refresh", |r, caller, _: Empty| async move {
+        let _w = r.writing().await;
+        r.auth_refresh(&caller).await
+    });
+    bind_as(r, "auth.logout", |r, caller, a: auth::LogoutArgs| async move {
+        let _w = r.writing().await;
+        r.auth_logout(&caller, a).await
+    });
+    bind(r, "setup", |r, a: auth::Credentials| async move {
+        let _w = r.writing().await;
+        r.setup(a).await
+    });
+    bind(r, "user.add", |r, new: users::NewUser| async move {
+        let _w = r.writing().await;
+        to_json(r.user_add(new).await?)
+    });
+    bind(r, "user.list", |r, _: Empty| async move { to_json(users::list(&r.store).await?) });
+    bind(r, "user.delete", |r, u: Username| async move {
+        let _w = r.writing().await;
+        r.user_delete(&u.username).await
+    });
+    bind_as(r, "user.passwd", |r, caller, a: auth::PasswdArgs| async move {
+        let _w = r.writing().await;
+        r.user_passwd(&caller, a).await
+    });
+    bind(r, "user.role", |r, c: RoleChange| async move {
+        let _w = r.writing().await;
+        to_json(r.user_role(&c.username, c.role).await?)
+    });
+    bind(r, "token.issue", |r, a: auth::IssueArgs| async move {
+        let _w = r.writing().await;
+        r.token_issue(a).await
+    });
+    bind(r, "token.list", |r, _: Empty| async move { to_json(tokens::list_credentials(&r.store).await?) });
+    bind(r, "token.revoke", |r, t: TokenId| async move {
+        let _w = r.writing().await;
+        r.token_revoke(&t.id).await
+    });
+}
+
+/// The rows that hold secrets: network configuration, mounts, VPNs.
+fn register_vault(r: &Arc<Registry>) {
+    bind(r, "network.get", |r, _: Empty| async move {
+        Ok(vault::network_view(&vault::network(&r.store).await?))
+    });
+    bind(r, "network.set", |r, c: vault::NetworkChanges| async move {
+        let _w = r.writing().await;
+        Ok(vault::network_view(&vault::set_network(&r.store, &r.secrets, c).await?))
+    });
+    bind(r, "mount.add", |r, m: vault::NewMount| async move {
+        let _w = r.writing().await;
+        to_json(vault::add_mount(&r.store, &r.secrets, &r.data_dir.join("mounts"), m).await?)
+    });
+    bind(r, "mount.list", |r, _: Empty| async move { to_json(vault::mounts(&r.store).await?) });
+    bind(r, "mount.remove", |r, n: Named| async move {
+        let _w = r.writing().await;
+        vault::remove(&r.store, vault::Table::Mounts, &n.name).await?;
+        Ok(json!({ "deleted": n.name }))
+    });
+    bind(r, "vpn.add", |r, v: vault::NewVpn| async move {
+        let _w = r.writing().await;
+        to_json(vault::add_vpn(&r.store, &r.secrets, &r.data_dir.join("vpn"), v).await?)
+    });
+    bind(r, "vpn.list", |r, _: Empty| async move { to_json(vault::vpns(&r.store).await?) });
+    bind(r, "vpn.remove", |r, n: Named| async move {
+        let _w = r.writing().await;
+        vault::remove(&r.store, vault::Table::Vpns, &n.name).await?;
+        Ok(json!({ "deleted": n.name }))
+    });
 }

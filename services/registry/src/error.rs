@@ -18,6 +18,15 @@ pub enum RegistryError {
     FqdnHeld { fqdn: String, app: String },
     #[error("{0}")]
     Protected(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// Says nothing of the value involved.
+    #[error(transparent)]
+    Secret(#[from] cubeos_shared::secrets::SecretError),
+    #[error("{0}")]
+    Crypto(&'static str),
     #[error("storage error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -35,6 +44,15 @@ impl From<RegistryError> for BusError {
                 BusError::new(ErrorCode::BadRequest, e.to_string()).with_details(json!({ "field": f.field }))
             }
             RegistryError::NotFound { .. } => BusError::new(ErrorCode::NotFound, e.to_string()),
+            RegistryError::Unauthorized(_) => BusError::new(ErrorCode::Unauthorized, e.to_string()),
+            RegistryError::Forbidden(_) => BusError::new(ErrorCode::Forbidden, e.to_string()),
+            RegistryError::Secret(cubeos_shared::secrets::SecretError::Damaged) => {
+                BusError::new(ErrorCode::BadRequest, e.to_string())
+            }
+            RegistryError::Secret(_) | RegistryError::Crypto(_) => {
+                tracing::error!(error = %e, "secret handling failed");
+                BusError::new(ErrorCode::Internal, e.to_string())
+            }
             RegistryError::AlreadyExists { .. } | RegistryError::Protected(_) => {
                 BusError::new(ErrorCode::Conflict, e.to_string())
             }

@@ -42,6 +42,7 @@
 //! (re)connect by the bus client.
 
 pub mod apps;
+pub mod auth;
 pub mod commands;
 pub mod error;
 pub mod fqdns;
@@ -49,13 +50,19 @@ pub mod ports;
 pub mod profiles;
 pub mod settings;
 pub mod store;
+pub mod throttle;
+pub mod tokens;
+pub mod users;
+pub mod vault;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use cubeos_shared::models::ProfileRecord;
 use cubeos_shared::topics::{self, service::REGISTRY};
-use cubeos_shared::{Bus, ServiceContext};
+use cubeos_shared::config::AuthConfig;
+use cubeos_shared::secrets::SecretBox;
+use cubeos_shared::{Bus, Config, ServiceContext};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::info;
 
@@ -65,21 +72,28 @@ pub use store::Store;
 /// The service name on the bus.
 pub const SERVICE: &str = REGISTRY;
 
-/// The running registry: the store, its bus connection and the write lock.
+/// The running registry: the store, its bus connection, the write lock, and what
+/// sign-in needs (the secret key, session settings, the failed-login throttle).
 pub struct Registry {
     pub store: Store,
     pub bus: Bus,
     /// Root under which default app paths are placed.
     pub data_dir: PathBuf,
+    pub secrets: SecretBox,
+    pub auth: AuthConfig,
+    pub throttle: throttle::Throttle,
     write: Mutex<()>,
 }
 
 impl Registry {
-    pub fn new(store: Store, bus: Bus, data_dir: PathBuf) -> Self {
+    pub fn new(store: Store, bus: Bus, config: &Config, secrets: SecretBox) -> Self {
         Registry {
             store,
             bus,
-            data_dir,
+            data_dir: config.data_dir.clone(),
+            secrets,
+            auth: config.auth.clone(),
+            throttle: throttle::Throttle::new(config.auth.max_failures, config.auth.lockout),
             write: Mutex::new(()),
         }
     }
@@ -147,7 +161,8 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     } = ctx;
     let store = Store::open(&config.database_path(), &config.store).await?;
     settings::mark_boot(&store).await?;
-    let registry = Arc::new(Registry::new(store.clone(), bus.clone(), config.data_dir.clone()));
+    let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
+    let registry = Arc::new(Registry::new(store.clone(), bus.clone(), &config, secrets));
     commands::register(&registry);
     registry.publish_everything().await?;
     bus.serve().await?;

@@ -13,7 +13,9 @@ use crate::store::Store;
 pub const MAX_VALUE: usize = 4096;
 
 /// Keys no command may change: they are kept in step by the registry itself.
-const READ_ONLY_STATE: &[&str] = &["schema_version"];
+/// `setup_complete` is set by `setup` alone: setting it back to false would let an
+/// anonymous client create an admin.
+const READ_ONLY_STATE: &[&str] = &["schema_version", "setup_complete"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -117,6 +119,25 @@ pub async fn delete(store: &Store, table: Table, key: &str) -> Result<Setting> {
             what: "setting",
             name: key.to_owned(),
         })
+}
+
+/// Whether first-boot setup has created the first admin.
+pub async fn setup_complete(store: &Store) -> Result<bool> {
+    let value: Option<String> = sqlx::query_scalar("SELECT value FROM system_state WHERE key = 'setup_complete'")
+        .fetch_optional(&store.reader)
+        .await?;
+    Ok(value.as_deref() == Some("true"))
+}
+
+/// Marks setup done, in the transaction that created the first admin.
+pub async fn mark_setup_complete(tx: &mut sqlx::SqliteConnection) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO system_state (key, value) VALUES ('setup_complete', 'true')
+         ON CONFLICT(key) DO UPDATE SET value = 'true', updated_at = CURRENT_TIMESTAMP",
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Stamps `last_boot` with the current time (UTC) at registry start.

@@ -1,0 +1,278 @@
+//! The gate: the only door outside clients have to the bus (DESIGN.md section 5).
+//!
+//! rumqttd listens on loopback for the services and trusts whoever holds the
+//! service credentials. The gate listens on the outside addresses (MQTT over TCP and
+//! over WebSocket), and for each client:
+//!
+//! 1. reads its CONNECT and signs it in through the registry (`auth.connect`: a
+//!    password, a session token, or a device / node token; the password travels
+//!    sealed), answering a failure with a real CONNACK code — 2 for a client id it
+//!    cannot give a reply topic, 4 for malformed credentials, 5 for wrong ones, 3 when
+//!    the registry cannot be asked;
+//! 2. opens the client's own upstream connection to rumqttd with the service
+//!    credentials (under a gate-assigned client id, so no client can take over a
+//!    service's);
+//! 3. relays packets both ways, parsed with rumqttc's MQTT 3.1.1 codec, applying
+//!    [`acl`] to every PUBLISH and SUBSCRIBE and stamping the caller into commands
+//!    ([`session`]).
+//!
+//! Live sessions are tracked so that a revoked session (logout, password change,
+//! user deleted) is disconnected at once, and a second connection with the same
+//! client id replaces the first, as MQTT requires.
+
+pub mod acl;
+mod session;
+mod transport;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cubeos_shared::envelope::ErrorCode;
+use cubeos_shared::roles::Role;
+use cubeos_shared::secrets::SecretBox;
+use cubeos_shared::topics::{self, service};
+use cubeos_shared::{Bus, BusError, BusOptions, Config};
+use rumqttc::QoS;
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Login};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tracing::{debug, info, warn};
+
+use crate::Credentials;
+use acl::Identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the gate cannot reach the broker: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// Where a running gate listens.
+#[derive(Debug, Clone, Copy)]
+pub struct RunningGate {
+    pub tcp: SocketAddr,
+    pub ws: SocketAddr,
+}
+
+/// What every session needs.
+pub(crate) struct Shared {
+    bus: Bus,
+    secrets: SecretBox,
+    upstream: SocketAddr,
+    service_login: Login,
+    connect_timeout: Duration,
+    max_packet: usize,
+    next_id: AtomicU64,
+    live: Mutex<HashMap<u64, Live>>,
+}
+
+/// A signed-in connection, for revocation and client-id takeover.
+struct Live {
+    client_id: String,
+    user: String,
+    role: Role,
+    session: Option<String>,
+    kick: Arc<Notify>,
+}
+
+/// The registry's answer to `auth.connect`.
+#[derive(Deserialize)]
+struct Granted {
+    user: String,
+    role: Role,
+    #[serde(default)]
+    session: Option<String>,
+}
+
+/// `cubeos/events/auth/revoked`: sessions and users whose connections must end.
+#[derive(Deserialize)]
+struct Revoked {
+    #[serde(default)]
+    sessions: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+}
+
+/// Starts the gate's listeners. It runs until the process ends.
+pub async fn start(config: &Config, credentials: &Credentials, secrets: SecretBox) -> Result<RunningGate, GateError> {
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| GateError::Bind { addr, what, source })
+    };
+    let tcp = bind(config.gate.tcp_listen, "mqtt").await?;
+    let ws = bind(config.gate.ws_listen, "websocket").await?;
+    let running = RunningGate {
+        tcp: tcp.local_addr().unwrap_or(config.gate.tcp_listen),
+        ws: ws.local_addr().unwrap_or(config.gate.ws_listen),
+    };
+    let options = BusOptions::new(config, "cubeos-gate", &credentials.username, &credentials.password);
+    let bus = Bus::connect(options).await?;
+    let revocations = bus.subscribe(&topics::auth_revoked(), QoS::AtMostOnce).await?;
+    let shared = Arc::new(Shared {
+        bus,
+        secrets,
+        upstream: config.broker.address,
+        service_login: Login::new(credentials.username.clone(), credentials.password.clone()),
+        connect_timeout: config.gate.connect_timeout,
+        max_packet: config.broker.max_payload + 1024,
+        next_id: AtomicU64::new(1),
+        live: Mutex::new(HashMap::new()),
+    });
+    let slots = Arc::new(Semaphore::new(config.broker.max_connections));
+    tokio::spawn(accept(tcp, Arc::clone(&shared), Arc::clone(&slots), false));
+    tokio::spawn(accept(ws, Arc::clone(&shared), slots, true));
+    tokio::spawn(watch_revocations(Arc::downgrade(&shared), revocations));
+    info!(tcp = %running.tcp, ws = %running.ws, "gate listening");
+    Ok(running)
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore>, websocket: bool) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors, usually: wait rather than spin.
+                warn!(error = %e, "gate accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            warn!(%peer, "gate connection refused: too many connections");
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let io = if websocket {
+                match tokio::time::timeout(shared.connect_timeout, transport::websocket(stream)).await {
+                    Ok(Some(io)) => io,
+                    _ => {
+                        debug!(%peer, "WebSocket handshake failed");
+                        return;
+                    }
+                }
+            } else {
+                transport::tcp(stream)
+            };
+            session::serve(shared, io, peer.ip()).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn watch_revocations(
+    shared: std::sync::Weak<Shared>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<cubeos_shared::bus::Message>,
+) {
+    while let Some(message) = events.recv().await {
+        let Some(shared) = shared.upgrade() else { return };
+        let Ok(revoked) = serde_json::from_slice::<Revoked>(&message.payload) else {
+            continue;
+        };
+        let live = shared.live.lock().unwrap_or_else(|p| p.into_inner());
+        for conn in live.values() {
+            let by_session = conn.session.as_ref().is_some_and(|s| revoked.sessions.contains(s));
+            let by_user = conn.role.is_person() && revoked.users.contains(&conn.user);
+            if by_session || by_user {
+                info!(client = %conn.client_id, user = %conn.user, "session revoked: disconnecting");
+                conn.kick.notify_one();
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Signs a CONNECT in, or says which CONNACK code refuses it.
+    async fn authenticate(&self, connect: &Connect, address: IpAddr) -> Result<Identity, ConnectReturnCode> {
+        if !valid_client_id(&connect.client_id) {
+            return Err(ConnectReturnCode::BadClientId);
+        }
+        let (username, password) = match &connect.login {
+            None => (None, None),
+            Some(login) if login.username.is_empty() || login.password.is_empty() => {
+                return Err(ConnectReturnCode::BadUserNamePassword);
+            }
+            Some(login) => {
+                let sealed = self
+                    .secrets
+                    .seal(&login.password)
+                    .map_err(|_| ConnectReturnCode::ServiceUnavailable)?;
+                (Some(login.username.clone()), Some(sealed))
+            }
+        };
+        let args = json!({ "username": username, "password": password, "address": address.to_string() });
+        let granted = match self.bus.request(service::REGISTRY, "auth.connect", &args).await {
+            Ok(value) => serde_json::from_value::<Granted>(value).map_err(|_| ConnectReturnCode::ServiceUnavailable)?,
+            Err(e) => {
+                return Err(match e.code {
+                    ErrorCode::Unauthorized | ErrorCode::Forbidden => ConnectReturnCode::NotAuthorized,
+                    ErrorCode::BadRequest => ConnectReturnCode::BadUserNamePassword,
+                    _ => {
+                        warn!(code = %e.code, "sign-in could not be checked");
+                        ConnectReturnCode::ServiceUnavailable
+                    }
+                });
+            }
+        };
+        Ok(Identity {
+            user: granted.user,
+            role: granted.role,
+            client_id: connect.client_id.clone(),
+            session: granted.session,
+            address,
+        })
+    }
+
+    async fn open_upstream(
+        &self,
+        client: &Connect,
+    ) -> std::io::Result<(tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf, bytes::BytesMut)> {
+        let upstream_id = format!("gate-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        session::connect_upstream(self.upstream, &self.service_login, client, upstream_id).await
+    }
+
+    /// Records a live session; an older one with the same client id is ended.
+    fn register(&self, who: &Identity) -> (u64, Arc<Notify>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let kick = Arc::new(Notify::new());
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        for conn in live.values().filter(|c| c.client_id == who.client_id) {
+            conn.kick.notify_one();
+        }
+        live.insert(
+            id,
+            Live {
+                client_id: who.client_id.clone(),
+                user: who.user.clone(),
+                role: who.role,
+                session: who.session.clone(),
+                kick: Arc::clone(&kick),
+            },
+        );
+        (id, kick)
+    }
+
+    fn unregister(&self, id: u64) {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+}
+
+/// A client id the gate can give a reply topic: 1-128 of `[A-Za-z0-9_.:-]`.
+fn valid_client_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}

@@ -1,0 +1,330 @@
+//! Sign-in flows: the gate's check of a CONNECT, login / refresh / logout, first-boot
+//! setup, password changes, and device / node credentials.
+//!
+//! Passwords and tokens arrive sealed (the gate and the local CLI seal them) and
+//! leave sealed: a token in a reply is sealed, and the gate opens it only on the
+//! client's own connection. Nothing here logs a password, a token or a hash.
+
+use cubeos_shared::envelope::Caller;
+use cubeos_shared::models::User;
+use cubeos_shared::roles::Role;
+use cubeos_shared::secrets::Secret;
+use cubeos_shared::topics;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::error::{RegistryError, Result};
+use crate::tokens::{self, Kind, TOKEN_PREFIX};
+use crate::{Registry, settings, users};
+
+/// `auth.connect`: what the gate asks for each CONNECT.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectArgs {
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub address: Option<String>,
+}
+
+/// Who a CONNECT signed in as.
+#[derive(Debug, Serialize)]
+pub struct Granted {
+    pub user: String,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutArgs {
+    /// End every session of the user, not only this one.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswdArgs {
+    /// Whose password; the caller's own when absent.
+    pub username: Option<String>,
+    pub password: Secret,
+    /// Required when changing one's own password (admins setting another's need not).
+    pub current_password: Option<Secret>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueArgs {
+    pub kind: Kind,
+    /// The device or node id the credential is bound to.
+    pub id: String,
+}
+
+fn wrong_credentials() -> RegistryError {
+    RegistryError::Unauthorized("wrong username or password".into())
+}
+
+impl Registry {
+    fn throttle_keys(username: &str, address: Option<&str>) -> Vec<String> {
+        let mut keys = vec![format!("user:{username}")];
+        if let Some(addr) = address {
+            keys.push(format!("addr:{addr}"));
+        }
+        keys
+    }
+
+    /// Checks a password or token for `username`, counting failures.
+    async fn check_secret(&self, username: &str, secret: &Secret, address: Option<&str>) -> Result<Granted> {
+        let keys = Self::throttle_keys(username, address);
+        if let Err(wait) = self.throttle.check(&keys) {
+            return Err(RegistryError::Unauthorized(format!(
+                "too many failed sign-ins; try again in {} s",
+                wait.as_secs().max(1)
+            )));
+        }
+        let plain = secret.reveal(&self.secrets)?;
+        let granted = if plain.starts_with(TOKEN_PREFIX) {
+            self.check_token(username, &plain).await?
+        } else {
+            self.check_password(username, plain).await?.map(|user| Granted {
+                user: user.username,
+                role: user.role,
+                session: None,
+            })
+        };
+        match granted {
+            Some(granted) => {
+                self.throttle.succeeded(&keys);
+                Ok(granted)
+            }
+            None => {
+                self.throttle.failed(&keys);
+                tracing::info!(user = %cubeos_shared::validate::truncate(username, 64), address = address.unwrap_or("local"), "sign-in failed");
+                Err(wrong_credentials())
+            }
+        }
+    }
+
+    async fn check_password(&self, username: &str, plain: Zeroizing<String>) -> Result<Option<User>> {
+        match users::get(&self.store, username).await? {
+            Some(user) => Ok(users::verify(plain, user.password_hash.clone()).await.then_some(user)),
+            None => {
+                users::dummy_verify(plain).await;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn check_token(&self, subject: &str, token: &str) -> Result<Option<Granted>> {
+        let Some(info) = tokens::check(&self.store, subject, token).await? else {
+            return Ok(None);
+        };
+        Ok(match info.kind {
+            // A session takes the user's role as it is now, not as it was at login.
+            Kind::Session => users::get(&self.store, subject).await?.map(|user| Granted {
+                user: user.username,
+                role: user.role,
+                session: Some(info.id),
+            }),
+            Kind::Device => Some(Granted {
+                user: info.subject,
+                role: Role::Device,
+                session: Some(info.id),
+            }),
+            Kind::Node => Some(Granted {
+                user: info.subject,
+                role: Role::Node,
+                session: Some(info.id),
+            }),
+        })
+    }
+
+    /// `auth.connect`: anonymous is let in only before setup.
+    pub async fn auth_connect(&self, args: ConnectArgs) -> Result<Granted> {
+        match (args.username, args.password) {
+            (Some(username), Some(password)) => self.check_secret(&username, &password, args.address.as_deref()).await,
+            (None, None) if !settings::setup_complete(&self.store).await? => Ok(Granted {
+                user: String::new(),
+                role: Role::Anonymous,
+                session: None,
+            }),
+            (None, None) => Err(RegistryError::Unauthorized("sign-in required".into())),
+            _ => Err(cubeos_shared::validate::FieldError::new("password", "username and password go together").into()),
+        }
+    }
+
+    /// A new session for `user`, its token sealed for the trip back.
+    async fn new_session(&self, user: &User) -> Result<Value> {
+        let issued = tokens::issue(
+            &self.store,
+            Kind::Session,
+            &user.username,
+            Some(user.id),
+            Some(self.auth.session_ttl),
+        )
+        .await?;
+        Ok(json!({
+            "user": user.username,
+            "role": user.role,
+            "session": issued.id,
+            "token": self.secrets.seal(&issued.token)?,
+            "expires_at": issued.expires_at,
+        }))
+    }
+
+    /// `auth.login`: a password for a session token.
+    pub async fn auth_login(&self, caller: &Caller, args: Credentials) -> Result<Value> {
+        let plain = args.password.reveal(&self.secrets)?;
+        if plain.starts_with(TOKEN_PREFIX) {
+            return Err(wrong_credentials());
+        }
+        let granted = self
+            .check_secret(&args.username, &args.password, caller.address.as_deref())
+            .await?;
+        let user = users::require(&self.store, &granted.user).await?;
+        self.new_session(&user).await
+    }
+
+    /// `auth.refresh`: a fresh token and expiry for the caller's session.
+    pub async fn auth_refresh(&self, caller: &Caller) -> Result<Value> {
+        let Some(session) = caller.session.as_deref().filter(|_| caller.role.is_person()) else {
+            return Err(RegistryError::Unauthorized(
+                "no session to refresh: sign in with auth.login first".into(),
+            ));
+        };
+        let issued = tokens::rotate(&self.store, session, self.auth.session_ttl).await?;
+        Ok(json!({
+            "session": issued.id,
+            "token": self.secrets.seal(&issued.token)?,
+            "expires_at": issued.expires_at,
+        }))
+    }
+
+    /// `auth.logout`: ends the caller's session, or all of the user's.
+    pub async fn auth_logout(&self, caller: &Caller, args: LogoutArgs) -> Result<Value> {
+        let ended = if args.all {
+            let user = users::require(&self.store, &caller.user).await?;
+            tokens::revoke_sessions_of(&self.store, user.id, None).await?
+        } else {
+            match caller.session.as_deref() {
+                Some(id) if tokens::revoke(&self.store, id).await? => vec![id.to_owned()],
+                _ => Vec::new(),
+            }
+        };
+        self.announce_revoked(&ended, &[]).await;
+        Ok(json!({ "ended": ended.len() }))
+    }
+
+    /// `setup`: the first admin, once. Returns a session for them.
+    pub async fn setup(&self, args: Credentials) -> Result<Value> {
+        let plain = args.password.reveal(&self.secrets)?;
+        users::check_password(&plain)?;
+        let hash = users::hash(plain).await?;
+        let mut tx = self.store.writer.begin().await?;
+        if settings::setup_complete(&self.store).await? {
+            return Err(RegistryError::Protected("setup is already complete".into()));
+        }
+        let user = users::create(&mut tx, &args.username, &hash, Role::Admin).await?;
+        settings::mark_setup_complete(&mut tx).await?;
+        tx.commit().await?;
+        tracing::info!(user = %user.username, "setup complete: first admin created");
+        self.publish_system().await?;
+        self.new_session(&user).await
+    }
+
+    /// `user.add`.
+    pub async fn user_add(&self, new: users::NewUser) -> Result<User> {
+        let plain = new.password.reveal(&self.secrets)?;
+        users::check_password(&plain)?;
+        let hash = users::hash(plain).await?;
+        let mut conn = self.store.writer.acquire().await?;
+        users::create(&mut conn, &new.username, &hash, new.role).await
+    }
+
+    /// `user.passwd`: a person changes their own password (proving the current
+    /// one), or an admin sets anyone's. The user's other sessions end.
+    pub async fn user_passwd(&self, caller: &Caller, args: PasswdArgs) -> Result<Value> {
+        let target = args.username.clone().unwrap_or_else(|| caller.user.clone());
+        let privileged = matches!(caller.role, Role::Admin | Role::System);
+        if target != caller.user && !privileged {
+            return Err(RegistryError::Forbidden("only an admin may set another user's password".into()));
+        }
+        let user = users::require(&self.store, &target).await?;
+        if !privileged {
+            let current = args
+                .current_password
+                .as_ref()
+                .ok_or_else(|| cubeos_shared::validate::FieldError::new("current_password", "required"))?;
+            self.check_secret(&target, current, caller.address.as_deref()).await?;
+        }
+        let plain = args.password.reveal(&self.secrets)?;
+        users::check_password(&plain)?;
+        let hash = users::hash(plain).await?;
+        users::set_password_hash(&self.store, &user.username, &hash).await?;
+        let keep = (target == caller.user).then_some(caller.session.as_deref()).flatten();
+        let ended = tokens::revoke_sessions_of(&self.store, user.id, keep).await?;
+        self.announce_revoked(&ended, &[]).await;
+        Ok(json!({ "user": user.username, "sessions_ended": ended.len() }))
+    }
+
+    /// `user.delete`: the user, their sessions, and their live connections.
+    pub async fn user_delete(&self, username: &str) -> Result<Value> {
+        let user = users::delete(&self.store, username).await?;
+        self.announce_revoked(&[], std::slice::from_ref(&user.username)).await;
+        Ok(json!({ "deleted": user.username }))
+    }
+
+    /// `user.role`: live connections end, so the new role applies from the next one.
+    pub async fn user_role(&self, username: &str, role: Role) -> Result<User> {
+        let user = users::set_role(&self.store, username, role).await?;
+        self.announce_revoked(&[], std::slice::from_ref(&user.username)).await;
+        Ok(user)
+    }
+
+    /// `token.issue`: a credential for a device or node, bound to its id.
+    pub async fn token_issue(&self, args: IssueArgs) -> Result<Value> {
+        cubeos_shared::validate::name("id", &args.id)?;
+        if args.kind == Kind::Session {
+            return Err(cubeos_shared::validate::FieldError::new("kind", "must be device or node").into());
+        }
+        let issued = tokens::issue(&self.store, args.kind, &args.id, None, None).await?;
+        Ok(json!({
+            "id": issued.id,
+            "kind": args.kind,
+            "subject": args.id,
+            "token": self.secrets.seal(&issued.token)?,
+        }))
+    }
+
+    /// `token.revoke`.
+    pub async fn token_revoke(&self, id: &str) -> Result<Value> {
+        if !tokens::revoke(&self.store, id).await? {
+            return Err(RegistryError::NotFound {
+                what: "token",
+                name: id.to_owned(),
+            });
+        }
+        self.announce_revoked(&[id.to_owned()], &[]).await;
+        Ok(json!({ "revoked": id }))
+    }
+
+    /// Tells the gate which live connections to end. Ids and names only.
+    async fn announce_revoked(&self, sessions: &[String], users: &[String]) {
+        if sessions.is_empty() && users.is_empty() {
+            return;
+        }
+        let event = json!({ "sessions": sessions, "users": users });
+        if let Err(e) = self.bus.publish_event(&topics::auth_revoked(), &event).await {
+            tracing::warn!(error = %e, "revocation not announced");
+        }
+    }
+}

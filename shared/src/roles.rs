@@ -1,0 +1,143 @@
+//! Roles and the action policy: who may call which command.
+//!
+//! One table, applied twice: the gate refuses a command from an outside client whose
+//! role may not call it, and every service refuses it again on receipt (`forbidden`),
+//! so the rule holds even for a client that reaches the loopback broker with a
+//! caller stamped on its command.
+//!
+//! - `readonly`: read-only actions, and its own session (login, refresh, logout,
+//!   its own password);
+//! - `user`: also start / stop / restart apps, run a backup, set the network mode;
+//! - `admin`: every action;
+//! - `device` / `node`: no commands (they publish under their own topics);
+//! - `anonymous`: only `setup`, and only before setup is complete;
+//! - `system`: the services themselves and the CLI on the box.
+
+use serde::{Deserialize, Serialize};
+
+use crate::topics::service::{self, BACKUP_SCHEDULER, NETWORK_MODE};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+pub enum Role {
+    Anonymous,
+    Device,
+    Node,
+    Readonly,
+    User,
+    Admin,
+    System,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Anonymous => "anonymous",
+            Role::Device => "device",
+            Role::Node => "node",
+            Role::Readonly => "readonly",
+            Role::User => "user",
+            Role::Admin => "admin",
+            Role::System => "system",
+        }
+    }
+
+    /// Roles a person's account can have.
+    pub fn is_person(self) -> bool {
+        matches!(self, Role::Readonly | Role::User | Role::Admin)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Role, String> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned()))
+            .map_err(|_| format!("unknown role '{}'", crate::validate::truncate(s, 32)))
+    }
+}
+
+/// The least a caller needs to call an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Before setup, the one thing an anonymous client may do.
+    Setup,
+    /// Any signed-in person.
+    Readonly,
+    User,
+    Admin,
+    /// Services only (e.g. checking a login for the gate).
+    System,
+}
+
+fn need(svc: &str, action: &str) -> Need {
+    match (svc, action) {
+        (service::REGISTRY, "setup") => Need::Setup,
+        (service::REGISTRY, "auth.connect") => Need::System,
+        (service::REGISTRY, "auth.login" | "auth.refresh" | "auth.logout" | "user.passwd") => Need::Readonly,
+        (
+            service::REGISTRY,
+            "app.get" | "app.list" | "port.list" | "fqdn.list" | "state.get" | "pref.get" | "profile.list"
+            | "profile.get" | "network.get",
+        ) => Need::Readonly,
+        (service::PORT_ALLOCATOR, "check" | "available" | "stats") => Need::Readonly,
+        (service::ORCHESTRATOR, "status" | "logs") => Need::Readonly,
+        (service::ORCHESTRATOR, "start" | "stop" | "restart") => Need::User,
+        (BACKUP_SCHEDULER, "list" | "status") => Need::Readonly,
+        (BACKUP_SCHEDULER, "run") => Need::User,
+        (NETWORK_MODE, "status") => Need::Readonly,
+        (NETWORK_MODE, "mode.set") => Need::User,
+        _ => Need::Admin,
+    }
+}
+
+/// Whether `role` may call `action` on `svc`.
+pub fn may_call(role: Role, svc: &str, action: &str) -> bool {
+    match (role, need(svc, action)) {
+        (Role::System, _) => true,
+        (Role::Anonymous, need) => need == Need::Setup,
+        (Role::Device | Role::Node, _) => false,
+        (_, Need::Setup | Need::System) => false,
+        (Role::Admin, _) => true,
+        (Role::User, need) => matches!(need, Need::Readonly | Need::User),
+        (Role::Readonly, need) => need == Need::Readonly,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_table() {
+        use Role::*;
+        let reg = service::REGISTRY;
+        let orch = service::ORCHESTRATOR;
+        assert!(may_call(Readonly, reg, "app.list"));
+        assert!(!may_call(Readonly, reg, "app.create"));
+        assert!(!may_call(Readonly, orch, "start"));
+        assert!(may_call(User, orch, "restart"));
+        assert!(may_call(User, NETWORK_MODE, "mode.set"));
+        assert!(may_call(User, BACKUP_SCHEDULER, "run"));
+        assert!(!may_call(User, orch, "install"));
+        assert!(!may_call(User, reg, "user.add"));
+        assert!(may_call(Admin, reg, "user.add"));
+        assert!(may_call(Admin, "anything-new", "whatever"));
+        assert!(!may_call(Admin, reg, "auth.connect"), "only services check logins");
+        assert!(!may_call(Admin, reg, "setup"));
+        assert!(may_call(Anonymous, reg, "setup"));
+        assert!(!may_call(Anonymous, reg, "app.list"));
+        assert!(!may_call(Device, reg, "app.list"));
+        assert!(!may_call(Node, orch, "status"));
+        assert!(may_call(System, reg, "auth.connect"));
+        assert_eq!("readonly".parse::<Role>(), Ok(Readonly));
+        assert!("root".parse::<Role>().is_err());
+    }
+}
