@@ -469,7 +469,10 @@ mod tests {
     fn defaults_need_no_file() {
         let c = Config::load_from(None, env(&[])).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("./cubeos-data"));
-        assert_eq!(c.broker.tcp_listen.port(), 1883);
+        assert_eq!(c.broker.tcp_listen.port(), 1884);
+        assert!(c.broker.tcp_listen.ip().is_loopback(), "rumqttd trusts its clients: loopback only");
+        assert_eq!(c.gate.tcp_listen.port(), 1883);
+        assert_eq!(c.gate.ws_listen.port(), 9001);
         assert_eq!(c.bus.request_timeout, Duration::from_secs(10));
     }
 

@@ -78,7 +78,7 @@ pub async fn serve(shared: Arc<Shared>, mut io: ClientIo, address: IpAddr) {
     let who = match shared.authenticate(&connect, address).await {
         Ok(who) => who,
         Err(code) => {
-            refuse(&io, code).await;
+            connack(&io, code).await;
             return;
         }
     };
@@ -88,18 +88,19 @@ pub async fn serve(shared: Arc<Shared>, mut io: ClientIo, address: IpAddr) {
             && acl::publish_rule(&who, &will.topic) != PublishRule::Forward
         {
             warn!(topic = %truncate(&will.topic, 80), "last will on a topic this client may not publish: refused");
-            refuse(&io, ConnectReturnCode::NotAuthorized).await;
+            connack(&io, ConnectReturnCode::NotAuthorized).await;
             return;
         }
         let (upstream_rx, upstream_tx, from_upstream) = match shared.open_upstream(&connect).await {
             Ok(u) => u,
             Err(e) => {
                 warn!(error = %e, "broker unreachable");
-                refuse(&io, ConnectReturnCode::ServiceUnavailable).await;
+                connack(&io, ConnectReturnCode::ServiceUnavailable).await;
                 return;
             }
         };
         let (conn_id, kicked) = shared.register(&who);
+        connack(&io, ConnectReturnCode::Success).await;
         let mut session = Session {
             has_will: connect.last_will.is_some(),
             who,
@@ -119,8 +120,8 @@ pub async fn serve(shared: Arc<Shared>, mut io: ClientIo, address: IpAddr) {
     .await
 }
 
-/// Answers CONNECT with a refusal and lets the client go.
-async fn refuse(io: &ClientIo, code: ConnectReturnCode) {
+/// Answers CONNECT: a refusal (after which the client is let go), or success.
+async fn connack(io: &ClientIo, code: ConnectReturnCode) {
     let _ = io.to_client.send(encode(&Packet::ConnAck(ConnAck::new(code, false)))).await;
 }
 

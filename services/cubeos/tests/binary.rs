@@ -102,7 +102,10 @@ fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
     // The registry, the port allocator and the orchestrator.
     let lines = wait_for_lines(&mut up.0, "service ready", 3);
     assert_eq!(
-        lines.iter().filter(|l| l.contains("broker listening")).count(),
+        lines
+            .iter()
+            .filter(|l| l.contains("broker listening") || l.contains("gate listening"))
+            .count(),
         2,
         "{lines:?}"
     );

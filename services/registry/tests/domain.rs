@@ -24,7 +24,7 @@ async fn migrations_seed_profiles_state_and_network_config() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path()).await;
     let state = settings::all(&s, settings::Table::SystemState).await.unwrap();
-    assert_eq!(state["schema_version"], "1");
+    assert_eq!(state["schema_version"], "2");
     assert_eq!(state["domain"], "cubeos.cube");
     assert_eq!(state["gateway_ip"], "10.42.24.1");
     let names: Vec<String> = profiles::list(&s)
