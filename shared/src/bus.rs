@@ -125,6 +125,9 @@ struct Inner {
     subscribers: Mutex<Vec<(String, QoS, mpsc::UnboundedSender<Message>)>>,
     permits: Arc<Semaphore>,
     connected: watch::Sender<bool>,
+    /// The last CONNACK refusal, so that [`Bus::connect`] fails at once on a wrong
+    /// password instead of retrying until its timeout.
+    refused: watch::Sender<Option<rumqttc::ConnectReturnCode>>,
     event_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -149,8 +152,11 @@ impl Bus {
             options.address.ip().to_string(),
             options.address.port(),
         );
-        mqtt.set_credentials(options.username.clone(), options.password.clone())
-            .set_keep_alive(Duration::from_secs(15))
+        // No username: an anonymous CONNECT (the gate accepts one before setup).
+        if !options.username.is_empty() {
+            mqtt.set_credentials(options.username.clone(), options.password.clone());
+        }
+        mqtt.set_keep_alive(Duration::from_secs(15))
             .set_clean_session(true)
             .set_max_packet_size(options.max_packet, options.max_packet)
             .set_request_channel_capacity(4096)
@@ -170,6 +176,7 @@ impl Bus {
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         let (connected, mut ready) = watch::channel(false);
+        let (refused, mut refusal) = watch::channel(None);
         let inner = Arc::new(Inner {
             client,
             reply_topic: topics::reply(&options.client_id),
@@ -182,13 +189,32 @@ impl Bus {
             state: Mutex::new(BTreeMap::new()),
             subscribers: Mutex::new(Vec::new()),
             connected,
+            refused,
             event_loop: Mutex::new(None),
         });
         let task = tokio::spawn(run_event_loop(Arc::downgrade(&inner), eventloop));
         *inner.event_loop.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         let timeout = inner.options.request_timeout;
-        match tokio::time::timeout(timeout, ready.wait_for(|up| *up)).await {
-            Ok(Ok(_)) => Ok(Bus { inner }),
+        let outcome = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                up = ready.wait_for(|up| *up) => up.map(|_| None).unwrap_or(None),
+                code = refusal.wait_for(Option::is_some) => code.ok().and_then(|c| *c),
+            }
+        })
+        .await;
+        match outcome {
+            Ok(None) if *inner.connected.borrow() => Ok(Bus { inner }),
+            Ok(Some(code)) => {
+                if let Some(task) = inner.event_loop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    task.abort();
+                }
+                Err(match code {
+                    rumqttc::ConnectReturnCode::ServiceUnavailable => {
+                        BusError::unavailable("the broker cannot check sign-ins right now")
+                    }
+                    _ => BusError::unauthorized(format!("the broker refused the sign-in ({code:?})")),
+                })
+            }
             _ => {
                 if let Some(task) = inner.event_loop.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     task.abort();
@@ -413,6 +439,9 @@ async fn run_event_loop(inner: std::sync::Weak<Inner>, mut eventloop: EventLoop)
             Ok(Event::Incoming(Packet::Publish(p))) => route(&inner, p.topic, p.payload.to_vec(), p.retain),
             Ok(_) => {}
             Err(e) => {
+                if let rumqttc::ConnectionError::ConnectionRefused(code) = &e {
+                    inner.refused.send_replace(Some(*code));
+                }
                 let was_up = inner.connected.send_replace(false);
                 if was_up {
                     warn!(client = %inner.options.client_id, error = %e, "bus connection lost; reconnecting");

@@ -196,9 +196,14 @@ async fn watch_revocations(
 impl Shared {
     /// Signs a CONNECT in, or says which CONNACK code refuses it.
     async fn authenticate(&self, connect: &Connect, address: IpAddr) -> Result<Identity, ConnectReturnCode> {
-        if !valid_client_id(&connect.client_id) {
-            return Err(ConnectReturnCode::BadClientId);
-        }
+        // An empty id asks the server for one (MQTT 3.1.1, 3.1.3.1); the client never
+        // learns it, so such a client can read state but not call commands. `~` is
+        // outside the ids clients may choose, so no one can take this one over.
+        let client_id = match connect.client_id.as_str() {
+            "" if connect.clean_session => format!("~anon-{}", self.next_id.fetch_add(1, Ordering::Relaxed)),
+            id if valid_client_id(id) => id.to_owned(),
+            _ => return Err(ConnectReturnCode::BadClientId),
+        };
         let (username, password) = match &connect.login {
             None => (None, None),
             Some(login) if login.username.is_empty() || login.password.is_empty() => {
@@ -229,7 +234,7 @@ impl Shared {
         Ok(Identity {
             user: granted.user,
             role: granted.role,
-            client_id: connect.client_id.clone(),
+            client_id,
             session: granted.session,
             address,
         })

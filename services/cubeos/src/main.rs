@@ -4,7 +4,8 @@
 //!   configuration at all (data under `./cubeos-data`).
 //! - `cubeos run <service>` runs one service against a running broker.
 //! - Everything else is a client command against a running system: it connects to
-//!   the broker with the data dir's service credentials, sends one command and
+//!   the broker with the data dir's service credentials when it can read them, or
+//!   through the gate with the session `cubeos login` saved, sends one command and
 //!   prints the reply (a table, or JSON with `--json`).
 
 mod cli;
@@ -12,6 +13,7 @@ mod output;
 mod services;
 mod up;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,6 +51,35 @@ enum Command {
     /// Ports: ranges, checks, allocations.
     #[command(subcommand)]
     Port(cli::port::PortCommand),
+    /// Create the first admin (first boot only).
+    Setup {
+        #[arg(short, long)]
+        username: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Go through the gate at this address instead of running locally.
+        #[arg(long)]
+        gate: Option<SocketAddr>,
+    },
+    /// Sign in at the gate and keep the session (in ~/.config/cubeos, mode 0600).
+    Login {
+        #[arg(short, long)]
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+        /// The gate's address (default: `gate.address`).
+        #[arg(long)]
+        gate: Option<SocketAddr>,
+    },
+    /// End the saved session.
+    Logout,
+    /// Users: add, list, remove, passwords, roles.
+    #[command(subcommand)]
+    User(cli::user::UserCommand),
+    /// Device and node credentials.
+    #[command(subcommand)]
+    Token(cli::token::TokenCommand),
 }
 
 fn load_config(args: &Args) -> anyhow::Result<Config> {
@@ -84,6 +115,19 @@ fn main() -> ExitCode {
             Command::App(cmd) => cli::app::run(&config, cmd).await,
             Command::State(cmd) => cli::state::run(&config, cmd).await,
             Command::Port(cmd) => cli::port::run(&config, cmd).await,
+            Command::Setup {
+                username,
+                password_stdin,
+                gate,
+            } => cli::auth::setup(&config, username, password_stdin, gate).await,
+            Command::Login {
+                username,
+                password_stdin,
+                gate,
+            } => cli::auth::login(&config, username, password_stdin, gate).await,
+            Command::Logout => cli::auth::logout(&config).await,
+            Command::User(cmd) => cli::user::run(&config, cmd).await,
+            Command::Token(cmd) => cli::token::run(&config, cmd).await,
         }
     });
     match result {
