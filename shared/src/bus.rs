@@ -112,6 +112,12 @@ pub struct Bus {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("client_id", &self.client_id()).finish()
+    }
+}
+
 struct Inner {
     client: AsyncClient,
     options: BusOptions,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use cubeos_broker::Credentials;
 use cubeos_shared::secrets::SecretBox;
 use cubeos_shared::service::{Shutdown, ShutdownTrigger};
-use cubeos_shared::{Bus, BusOptions, Config, ServiceContext};
+use cubeos_shared::{Bus, BusError, BusOptions, Config, ServiceContext};
 use serde_json::json;
 
 /// True when missing components must fail tests instead of skipping them.
@@ -206,6 +206,18 @@ impl System {
             .await
             .expect("user.add");
         client.shutdown().await;
+    }
+
+    /// A bus client signed in through the gate.
+    pub async fn gate_client(&self, client_id: &str, username: &str, secret: &str) -> Result<Bus, BusError> {
+        let mut options = BusOptions::new(&self.config, client_id, username, secret);
+        options.address = self.config.gate.tcp_listen;
+        Bus::connect(options).await
+    }
+
+    /// The data dir's secret key, as a service on the box holds it.
+    pub fn secrets(&self) -> SecretBox {
+        SecretBox::load(&self.config.secret_key_path()).expect("secret key")
     }
 
     /// `-h -p -u -P` for mosquitto_pub / mosquitto_sub through the gate.

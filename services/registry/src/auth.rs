@@ -220,7 +220,14 @@ impl Registry {
                 _ => Vec::new(),
             }
         };
-        self.announce_revoked(&ended, &[]).await;
+        // The connection asking is left to close itself: ending it now would race
+        // this very reply. Its token is gone, so it cannot come back.
+        let others: Vec<String> = ended
+            .iter()
+            .filter(|id| Some(id.as_str()) != caller.session.as_deref())
+            .cloned()
+            .collect();
+        self.announce_revoked(&others, &[]).await;
         Ok(json!({ "ended": ended.len() }))
     }
 
