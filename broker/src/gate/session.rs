@@ -38,6 +38,8 @@ enum End {
     ClientGone,
     UpstreamGone,
     Protocol(String),
+    /// A packet the codec refused.
+    Codec(CodecError),
     Kicked,
 }
 
@@ -47,6 +49,7 @@ impl std::fmt::Display for End {
             End::ClientGone => f.write_str("the client left"),
             End::UpstreamGone => f.write_str("the broker closed the connection"),
             End::Protocol(what) => write!(f, "protocol error: {what}"),
+            End::Codec(e) => write!(f, "bad packet: {e}"),
             End::Kicked => f.write_str("revoked or replaced"),
         }
     }
@@ -64,6 +67,12 @@ pub async fn serve(shared: Arc<Shared>, mut io: ClientIo, address: IpAddr) {
         Ok(Ok(Packet::Connect(connect))) => connect,
         Ok(Ok(other)) => {
             debug!(%address, packet = ?kind(&other), "first packet is not CONNECT");
+            return;
+        }
+        Ok(Err(End::Codec(CodecError::InvalidProtocolLevel(level)))) => {
+            // MQTT 5 (or 3.1): say so, rather than hang up without a word.
+            debug!(%address, level, "unsupported MQTT version");
+            connack(&io, ConnectReturnCode::RefusedProtocolVersion).await;
             return;
         }
         Ok(Err(end)) => {
@@ -185,7 +194,7 @@ impl Session {
             match Packet::read(buf, self.shared.max_packet) {
                 Ok(packet) => self.from_client(packet).await?,
                 Err(CodecError::InsufficientBytes(_)) => return Ok(()),
-                Err(e) => return Err(End::Protocol(format!("client sent a bad packet: {e}"))),
+                Err(e) => return Err(End::Codec(e)),
             }
         }
     }
@@ -371,7 +380,7 @@ async fn next_packet(rx: &mut mpsc::Receiver<Bytes>, buf: &mut BytesMut, max: us
                 let chunk = rx.recv().await.ok_or(End::ClientGone)?;
                 buf.extend_from_slice(&chunk);
             }
-            Err(e) => return Err(End::Protocol(e.to_string())),
+            Err(e) => return Err(End::Codec(e)),
         }
     }
 }
