@@ -597,8 +597,16 @@ fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
     // caller is refused when that role may not call it.
     let caller = envelope.caller.unwrap_or_else(Caller::system);
     if !crate::roles::may_call(caller.role, service_of(inner), &action) {
-        let err = BusError::forbidden(format!("role '{}' may not call {}", caller.role, crate::validate::truncate(&action, 64)));
-        send_reply(inner, envelope.reply_to, ReplyEnvelope::from_result(envelope.id, Err(err)));
+        let err = BusError::forbidden(format!(
+            "role '{}' may not call {}",
+            caller.role,
+            crate::validate::truncate(&action, 64)
+        ));
+        send_reply(
+            inner,
+            envelope.reply_to,
+            ReplyEnvelope::from_result(envelope.id, Err(err)),
+        );
         return;
     }
     let inner = Arc::clone(inner);

@@ -204,8 +204,8 @@ impl Default for PortsConfig {
             ai: "6030-6039".into(),
             user: "6100-6999".into(),
             reserved: vec![
-                22, 53, 67, 80, 443, 1883, 5000, 6000, 6001, 6005, 6010, 6011, 6012, 6013, 6020, 6021, 6022, 6023,
-                6030, 6031, 6032, 6042, 6043, 6050, 9001,
+                22, 53, 67, 80, 443, 1883, 1884, 5000, 6000, 6001, 6005, 6010, 6011, 6012, 6013, 6020, 6021, 6022,
+                6023, 6030, 6031, 6032, 6042, 6043, 6050, 9001,
             ],
             refresh_interval: Duration::from_secs(30),
         }
@@ -470,7 +470,10 @@ mod tests {
         let c = Config::load_from(None, env(&[])).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("./cubeos-data"));
         assert_eq!(c.broker.tcp_listen.port(), 1884);
-        assert!(c.broker.tcp_listen.ip().is_loopback(), "rumqttd trusts its clients: loopback only");
+        assert!(
+            c.broker.tcp_listen.ip().is_loopback(),
+            "rumqttd trusts its clients: loopback only"
+        );
         assert_eq!(c.gate.tcp_listen.port(), 1883);
         assert_eq!(c.gate.ws_listen.port(), 9001);
         assert_eq!(c.bus.request_timeout, Duration::from_secs(10));

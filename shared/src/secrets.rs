@@ -246,7 +246,10 @@ mod tests {
         let text = args.to_string();
         assert!(!text.contains("pw1") && !text.contains("\"w\"") && text.contains("ann"));
         assert!(key.open_fields(&mut args));
-        assert_eq!(args, json!({"username": "ann", "password": "pw1", "nested": [{"wifi_password": "w"}], "n": 1}));
+        assert_eq!(
+            args,
+            json!({"username": "ann", "password": "pw1", "nested": [{"wifi_password": "w"}], "n": 1})
+        );
         assert!(!format!("{:?}", Secret::new("pw1")).contains("pw1"));
     }
 }

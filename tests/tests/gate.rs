@@ -61,18 +61,32 @@ async fn wrong_password_is_connack_5_and_no_credentials_are_refused() {
         "-d",
     ]);
     let (_, stdout, _) = mosquitto("mosquitto_sub", &anon).await;
-    assert!(stdout.contains("Subscribed (mid: 1): 128"), "before setup, anonymous reads nothing: {stdout}");
+    assert!(
+        stdout.contains("Subscribed (mid: 1): 128"),
+        "before setup, anonymous reads nothing: {stdout}"
+    );
 
     let admin = system.client("setup").await;
     admin
-        .request("registry", "setup", &json!({ "username": "root", "password": "root-password" }))
+        .request(
+            "registry",
+            "setup",
+            &json!({ "username": "root", "password": "root-password" }),
+        )
         .await
         .expect("setup");
     let (ok, _, stderr) = mosquitto("mosquitto_sub", &anon).await;
     assert!(!ok);
-    assert!(stderr.contains("not authorised"), "after setup, no credentials: {stderr}");
+    assert!(
+        stderr.contains("not authorised"),
+        "after setup, no credentials: {stderr}"
+    );
     let again = admin
-        .request("registry", "setup", &json!({ "username": "evil", "password": "evil-password" }))
+        .request(
+            "registry",
+            "setup",
+            &json!({ "username": "evil", "password": "evil-password" }),
+        )
         .await
         .unwrap_err();
     assert_eq!(again.code, ErrorCode::Conflict);
@@ -91,7 +105,10 @@ async fn a_readonly_user_is_held_to_its_role() {
     }
     let system = System::start().await;
     system.add_user("ann", "reader-password", "readonly").await;
-    let ann = system.gate_client("ann-cli", "ann", "reader-password").await.expect("signs in");
+    let ann = system
+        .gate_client("ann-cli", "ann", "reader-password")
+        .await
+        .expect("signs in");
 
     // Reads work; writes are refused with `forbidden`, at the gate.
     ann.request("registry", "app.list", &json!({})).await.expect("read");
@@ -108,16 +125,28 @@ async fn a_readonly_user_is_held_to_its_role() {
     });
     let mut replies = ann.subscribe(&topics::reply("ann-cli"), QoS::AtMostOnce).await.unwrap();
     let mut pubs = system.gate_args("ann", "reader-password");
-    pubs.extend(strings(&["-i", "ann-cli-2", "-t", "cubeos/cmd/registry/app.create", "-m", &spoof.to_string()]));
+    pubs.extend(strings(&[
+        "-i",
+        "ann-cli-2",
+        "-t",
+        "cubeos/cmd/registry/app.create",
+        "-m",
+        &spoof.to_string(),
+    ]));
     mosquitto("mosquitto_pub", &pubs).await;
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), replies.recv()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(500), replies.recv())
+            .await
+            .is_err(),
         "a reply_to that is not the publisher's own is refused (and never answered there)"
     );
 
     // The services check too: a readonly caller stamped on a loopback command.
     let system_bus = system.client("loopback").await;
-    let mut loop_replies = system_bus.subscribe(&topics::reply("stamped"), QoS::AtMostOnce).await.unwrap();
+    let mut loop_replies = system_bus
+        .subscribe(&topics::reply("stamped"), QoS::AtMostOnce)
+        .await
+        .unwrap();
     let stamped = json!({
         "id": "l1", "reply_to": topics::reply("stamped"), "args": {"name": "x"},
         "caller": {"user": "ann", "role": "readonly"}
@@ -139,16 +168,35 @@ async fn a_readonly_user_is_held_to_its_role() {
     assert_eq!(reply["error"]["code"], "forbidden", "{reply}");
 
     // A publish to a state topic never reaches a subscriber.
-    let mut state = system_bus.subscribe("cubeos/state/apps/x", QoS::AtMostOnce).await.unwrap();
+    let mut state = system_bus
+        .subscribe("cubeos/state/apps/x", QoS::AtMostOnce)
+        .await
+        .unwrap();
     let mut fake = system.gate_args("ann", "reader-password");
     fake.extend(strings(&["-t", "cubeos/state/apps/x", "-m", "{\"name\":\"x\"}", "-r"]));
     let (ok, _, stderr) = mosquitto("mosquitto_pub", &fake).await;
     assert!(ok, "the publish itself is accepted and dropped: {stderr}");
-    assert!(tokio::time::timeout(Duration::from_millis(700), state.recv()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), state.recv())
+            .await
+            .is_err()
+    );
 
     // Another client's reply topic: SUBACK 0x80. Its own: granted.
     let mut peek = system.gate_args("ann", "reader-password");
-    peek.extend(strings(&["-i", "ann-peek", "-t", "cubeos/reply/loopback", "-t", "cubeos/reply/ann-peek", "-C", "1", "-W", "2", "-d"]));
+    peek.extend(strings(&[
+        "-i",
+        "ann-peek",
+        "-t",
+        "cubeos/reply/loopback",
+        "-t",
+        "cubeos/reply/ann-peek",
+        "-C",
+        "1",
+        "-W",
+        "2",
+        "-d",
+    ]));
     let (_, stdout, _) = mosquitto("mosquitto_sub", &peek).await;
     assert!(stdout.contains("Subscribed (mid: 1): 128, 0"), "{stdout}");
     ann.shutdown().await;
@@ -162,10 +210,17 @@ async fn a_device_token_publishes_its_hw_topics_and_nothing_else() {
     let system = System::start().await;
     let admin = system.client("admin").await;
     let mut issued = admin
-        .request("registry", "token.issue", &json!({ "kind": "device", "id": "button-1" }))
+        .request(
+            "registry",
+            "token.issue",
+            &json!({ "kind": "device", "id": "button-1" }),
+        )
         .await
         .expect("issue");
-    assert!(issued["token"].as_str().unwrap().starts_with("sealed:v1:"), "sealed on the bus");
+    assert!(
+        issued["token"].as_str().unwrap().starts_with("sealed:v1:"),
+        "sealed on the bus"
+    );
     system.secrets().open_fields(&mut issued);
     let token = issued["token"].as_str().unwrap().to_owned();
 
@@ -202,7 +257,10 @@ async fn a_device_token_publishes_its_hw_topics_and_nothing_else() {
     assert!(!ok && stderr.contains("not authorised"), "{stderr}");
 
     // Revoked: refused from then on, and a live connection is ended.
-    let live = system.gate_client("button-1-live", "button-1", &token).await.expect("device connects");
+    let live = system
+        .gate_client("button-1-live", "button-1", &token)
+        .await
+        .expect("device connects");
     admin
         .request("registry", "token.revoke", &json!({ "id": issued["id"] }))
         .await
@@ -261,13 +319,23 @@ async fn the_same_rules_hold_over_websocket() {
         &["--retained-filter", "cubeos/reply/someone-else"],
     )
     .await;
-    assert!(!ok && stderr.contains("request failed"), "SUBACK 0x80 rejects the subscribe: {stderr}");
+    assert!(
+        !ok && stderr.contains("request failed"),
+        "SUBACK 0x80 rejects the subscribe: {stderr}"
+    );
 
     let observer = system.client("observer").await;
-    let mut state = observer.subscribe("cubeos/state/apps/x", QoS::AtMostOnce).await.unwrap();
+    let mut state = observer
+        .subscribe("cubeos/state/apps/x", QoS::AtMostOnce)
+        .await
+        .unwrap();
     let (ok, _, _) = run("ann", "reader-password", "cubeos/state/apps/x", &[]).await;
     assert!(!ok, "no reply comes to a dropped publish");
-    assert!(tokio::time::timeout(Duration::from_millis(300), state.recv()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), state.recv())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,19 +357,29 @@ async fn bad_logins_are_throttled_and_forgiven() {
     }
     let flood = started.elapsed();
     // Locked out: even the right password is refused for now.
-    let err = system.gate_client("good-early", "ann", "right-password").await.unwrap_err();
+    let err = system
+        .gate_client("good-early", "ann", "right-password")
+        .await
+        .unwrap_err();
     assert!(refused(&err), "{err}");
     // Through the command too, with the reason.
     let admin = system.client("admin").await;
     let err = admin
-        .request("registry", "auth.login", &json!({ "username": "ann", "password": "right-password" }))
+        .request(
+            "registry",
+            "auth.login",
+            &json!({ "username": "ann", "password": "right-password" }),
+        )
         .await
         .unwrap_err();
     assert!(err.message.contains("too many failed sign-ins"), "{err}");
     println!("100 bad logins took {flood:?}");
 
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let ann = system.gate_client("good", "ann", "right-password").await.expect("forgiven");
+    let ann = system
+        .gate_client("good", "ann", "right-password")
+        .await
+        .expect("forgiven");
     ann.request("registry", "app.list", &json!({})).await.expect("works");
 }
 
@@ -338,12 +416,18 @@ fn hostile_packet(i: usize, rng: &mut impl rand::Rng, token: &str) -> Vec<u8> {
         4 => {
             let mut v = valid.to_vec();
             let mut p = BytesMut::new();
-            Packet::Publish(Publish::new("cubeos/cmd/registry/app.delete", QoS::AtLeastOnce, random(rng, 64)))
-                .write(&mut p, usize::MAX)
-                .unwrap();
+            Packet::Publish(Publish::new(
+                "cubeos/cmd/registry/app.delete",
+                QoS::AtLeastOnce,
+                random(rng, 64),
+            ))
+            .write(&mut p, usize::MAX)
+            .unwrap();
             v.extend(p);
             let mut s = BytesMut::new();
-            Packet::Subscribe(Subscribe::new("#", QoS::AtLeastOnce)).write(&mut s, usize::MAX).unwrap();
+            Packet::Subscribe(Subscribe::new("#", QoS::AtLeastOnce))
+                .write(&mut s, usize::MAX)
+                .unwrap();
             v.extend(s);
             v
         }
@@ -385,7 +469,11 @@ async fn ten_thousand_hostile_packets_do_not_break_the_gate() {
     system.add_user("ann", "reader-password", "user").await;
     let admin = system.client("admin").await;
     let mut issued = admin
-        .request("registry", "token.issue", &json!({ "kind": "device", "id": "fuzz-dev" }))
+        .request(
+            "registry",
+            "token.issue",
+            &json!({ "kind": "device", "id": "fuzz-dev" }),
+        )
         .await
         .unwrap();
     system.secrets().open_fields(&mut issued);
@@ -400,7 +488,9 @@ async fn ten_thousand_hostile_packets_do_not_break_the_gate() {
             let mut rng = rand::rngs::StdRng::seed_from_u64(worker as u64);
             for i in (worker..10_000).step_by(32) {
                 let packet = hostile_packet(i, &mut rng, &token);
-                let Ok(mut stream) = TcpStream::connect(gate).await else { continue };
+                let Ok(mut stream) = TcpStream::connect(gate).await else {
+                    continue;
+                };
                 let _ = stream.write_all(&packet).await;
                 let mut sink = [0u8; 512];
                 let _ = tokio::time::timeout(Duration::from_millis(20), stream.read(&mut sink)).await;
@@ -418,8 +508,14 @@ async fn ten_thousand_hostile_packets_do_not_break_the_gate() {
         while tasks.try_join_next().is_some() {}
     }
     assert!(rounds > 0);
-    let fresh = system.gate_client("after", "ann", "reader-password").await.expect("the gate still signs in");
-    fresh.request("registry", "app.list", &json!({})).await.expect("and forwards");
+    let fresh = system
+        .gate_client("after", "ann", "reader-password")
+        .await
+        .expect("the gate still signs in");
+    fresh
+        .request("registry", "app.list", &json!({}))
+        .await
+        .expect("and forwards");
     assert!(bystander.is_connected());
 }
 
@@ -439,7 +535,10 @@ async fn accounts_sessions_and_the_last_admin() {
     assert!(setup["token"].as_str().unwrap().starts_with("sealed:v1:"));
 
     // The last admin can be neither deleted nor demoted.
-    let err = local.request("registry", "user.delete", &json!({ "username": "root" })).await.unwrap_err();
+    let err = local
+        .request("registry", "user.delete", &json!({ "username": "root" }))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::Conflict, "{err}");
     let err = local
         .request("registry", "user.role", &json!({ "username": "root", "role": "user" }))
@@ -447,7 +546,11 @@ async fn accounts_sessions_and_the_last_admin() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Conflict, "{err}");
     let err = local
-        .request("registry", "user.add", &json!({ "username": "x", "password": "short", "role": "user" }))
+        .request(
+            "registry",
+            "user.add",
+            &json!({ "username": "x", "password": "short", "role": "user" }),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
@@ -456,7 +559,11 @@ async fn accounts_sessions_and_the_last_admin() {
     // Sign in, get a token, connect with it (as the dashboard does), refresh it.
     let root = system.gate_client("root-pw", "root", "root-password").await.unwrap();
     let session = root
-        .request("registry", "auth.login", &json!({ "username": "root", "password": "root-password" }))
+        .request(
+            "registry",
+            "auth.login",
+            &json!({ "username": "root", "password": "root-password" }),
+        )
         .await
         .unwrap();
     let token = session["token"].as_str().unwrap().to_owned();
@@ -465,8 +572,14 @@ async fn accounts_sessions_and_the_last_admin() {
     let refreshed = dash.request("registry", "auth.refresh", &json!({})).await.unwrap();
     let new_token = refreshed["token"].as_str().unwrap().to_owned();
     assert_ne!(new_token, token);
-    assert!(system.gate_client("old", "root", &token).await.is_err(), "the old token is gone");
-    let dash2 = system.gate_client("dash2", "root", &new_token).await.expect("the new one works");
+    assert!(
+        system.gate_client("old", "root", &token).await.is_err(),
+        "the old token is gone"
+    );
+    let dash2 = system
+        .gate_client("dash2", "root", &new_token)
+        .await
+        .expect("the new one works");
 
     // Changing the password ends the user's other sessions, live ones included.
     root.request(
@@ -483,13 +596,20 @@ async fn accounts_sessions_and_the_last_admin() {
     assert!(!dash2.is_connected(), "the other session was disconnected");
     assert!(system.gate_client("dash3", "root", &new_token).await.is_err());
     assert!(system.gate_client("pw-old", "root", "root-password").await.is_err());
-    system.gate_client("pw-new", "root", "new-root-password").await.expect("new password");
+    system
+        .gate_client("pw-new", "root", "new-root-password")
+        .await
+        .expect("new password");
 
     // A user may not change another's password, nor their own without the current one.
     system.add_user("ann", "ann-password", "user").await;
     let ann = system.gate_client("ann", "ann", "ann-password").await.unwrap();
     let err = ann
-        .request("registry", "user.passwd", &json!({ "username": "root", "password": "hijacked-pw" }))
+        .request(
+            "registry",
+            "user.passwd",
+            &json!({ "username": "root", "password": "hijacked-pw" }),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Forbidden);
@@ -500,7 +620,11 @@ async fn accounts_sessions_and_the_last_admin() {
     assert_eq!(err.code, ErrorCode::BadRequest);
     // Logout ends the session.
     let s = ann
-        .request("registry", "auth.login", &json!({ "username": "ann", "password": "ann-password" }))
+        .request(
+            "registry",
+            "auth.login",
+            &json!({ "username": "ann", "password": "ann-password" }),
+        )
         .await
         .unwrap();
     let ann_token = s["token"].as_str().unwrap().to_owned();

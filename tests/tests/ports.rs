@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 
 /// A block of `n` consecutive ports nobody uses right now (TCP and UDP, v4 and v6).
 fn free_block(n: u16) -> u16 {
-    'search: for base in (21000..40000).step_by(usize::from(n) + 7) {
+    // Tests run in parallel processes: each starts its search elsewhere, so two of
+    // them do not settle on the same block at the same moment.
+    let start = 21000 + (std::process::id() % 500) as u16 * 17;
+    'search: for base in (start..32000).chain(21000..start).step_by(usize::from(n) + 7) {
         for p in base..base + n {
             let free = TcpListener::bind(("0.0.0.0", p)).is_ok()
                 && TcpListener::bind(("::", p)).is_ok()

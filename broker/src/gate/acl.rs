@@ -39,7 +39,10 @@ impl Identity {
 #[derive(Debug, PartialEq, Eq)]
 pub enum PublishRule<'t> {
     /// A command: forwarded with the caller stamped, if the role may call it.
-    Command { service: &'t str, action: &'t str },
+    Command {
+        service: &'t str,
+        action: &'t str,
+    },
     /// Forwarded unchanged.
     Forward,
     Deny,
@@ -80,9 +83,9 @@ pub fn subscribe_grant(who: &Identity, filter: &str, asked: QoS) -> Option<QoS> 
     let allowed = match who.role {
         Role::Device => topics::is_within(filter, &topics::hardware_root(&who.user)),
         Role::Node => topics::is_within(filter, &topics::node_root(&who.user)),
-        Role::Readonly | Role::User | Role::Admin => {
-            topics::READABLE_ROOTS.iter().any(|root| topics::is_within(filter, root))
-        }
+        Role::Readonly | Role::User | Role::Admin => topics::READABLE_ROOTS
+            .iter()
+            .any(|root| topics::is_within(filter, root)),
         Role::Anonymous | Role::System => false,
     };
     if !allowed {
@@ -118,16 +121,34 @@ mod tests {
         let ro = who(Role::Readonly, "ann");
         assert_eq!(
             publish_rule(&ro, "cubeos/cmd/registry/app.create"),
-            PublishRule::Command { service: "registry", action: "app.create" }
+            PublishRule::Command {
+                service: "registry",
+                action: "app.create"
+            }
         );
         assert_eq!(publish_rule(&ro, "cubeos/state/apps/x"), PublishRule::Deny);
         assert_eq!(publish_rule(&ro, "cubeos/reply/c2"), PublishRule::Deny);
         assert_eq!(publish_rule(&ro, "cubeos/hw/b1/press"), PublishRule::Deny);
-        assert_eq!(publish_rule(&who(Role::Admin, "root"), "cubeos/hw/b1/press"), PublishRule::Forward);
-        assert_eq!(publish_rule(&who(Role::Admin, "root"), "cubeos/state/x"), PublishRule::Deny);
-        assert_eq!(subscribe_grant(&ro, "cubeos/state/#", QoS::AtLeastOnce), Some(QoS::AtMostOnce));
-        assert_eq!(subscribe_grant(&ro, "cubeos/events/#", QoS::AtLeastOnce), Some(QoS::AtLeastOnce));
-        assert_eq!(subscribe_grant(&ro, "cubeos/reply/c1", QoS::AtLeastOnce), Some(QoS::AtLeastOnce));
+        assert_eq!(
+            publish_rule(&who(Role::Admin, "root"), "cubeos/hw/b1/press"),
+            PublishRule::Forward
+        );
+        assert_eq!(
+            publish_rule(&who(Role::Admin, "root"), "cubeos/state/x"),
+            PublishRule::Deny
+        );
+        assert_eq!(
+            subscribe_grant(&ro, "cubeos/state/#", QoS::AtLeastOnce),
+            Some(QoS::AtMostOnce)
+        );
+        assert_eq!(
+            subscribe_grant(&ro, "cubeos/events/#", QoS::AtLeastOnce),
+            Some(QoS::AtLeastOnce)
+        );
+        assert_eq!(
+            subscribe_grant(&ro, "cubeos/reply/c1", QoS::AtLeastOnce),
+            Some(QoS::AtLeastOnce)
+        );
         assert_eq!(subscribe_grant(&ro, "cubeos/reply/c2", QoS::AtMostOnce), None);
         assert_eq!(subscribe_grant(&ro, "cubeos/reply/+", QoS::AtMostOnce), None);
         assert_eq!(subscribe_grant(&ro, "cubeos/#", QoS::AtMostOnce), None);
@@ -143,13 +164,22 @@ mod tests {
         assert_eq!(publish_rule(&dev, "cubeos/hw/button-1/#"), PublishRule::Deny);
         assert_eq!(publish_rule(&dev, "cubeos/cmd/registry/app.list"), PublishRule::Deny);
         assert_eq!(subscribe_grant(&dev, "cubeos/state/#", QoS::AtMostOnce), None);
-        assert_eq!(subscribe_grant(&dev, "cubeos/hw/button-1/led", QoS::AtMostOnce), Some(QoS::AtMostOnce));
+        assert_eq!(
+            subscribe_grant(&dev, "cubeos/hw/button-1/led", QoS::AtMostOnce),
+            Some(QoS::AtMostOnce)
+        );
         let node = who(Role::Node, "n1");
         assert_eq!(publish_rule(&node, "cubeos/nodes/n1/heartbeat"), PublishRule::Forward);
         assert_eq!(publish_rule(&node, "cubeos/nodes/n2/heartbeat"), PublishRule::Deny);
-        assert_eq!(subscribe_grant(&node, "cubeos/nodes/n1/#", QoS::AtMostOnce), Some(QoS::AtMostOnce));
+        assert_eq!(
+            subscribe_grant(&node, "cubeos/nodes/n1/#", QoS::AtMostOnce),
+            Some(QoS::AtMostOnce)
+        );
         let anon = who(Role::Anonymous, "");
         assert_eq!(subscribe_grant(&anon, "cubeos/state/#", QoS::AtMostOnce), None);
-        assert_eq!(subscribe_grant(&anon, "cubeos/reply/c1", QoS::AtMostOnce), Some(QoS::AtMostOnce));
+        assert_eq!(
+            subscribe_grant(&anon, "cubeos/reply/c1", QoS::AtMostOnce),
+            Some(QoS::AtMostOnce)
+        );
     }
 }

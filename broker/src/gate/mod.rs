@@ -243,7 +243,11 @@ impl Shared {
     async fn open_upstream(
         &self,
         client: &Connect,
-    ) -> std::io::Result<(tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf, bytes::BytesMut)> {
+    ) -> std::io::Result<(
+        tokio::net::tcp::OwnedReadHalf,
+        tokio::net::tcp::OwnedWriteHalf,
+        bytes::BytesMut,
+    )> {
         let upstream_id = format!("gate-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         session::connect_upstream(self.upstream, &self.service_login, client, upstream_id).await
     }

@@ -15,12 +15,12 @@ use cubeos_shared::envelope::{BusError, Caller, ReplyEnvelope};
 use cubeos_shared::roles;
 use cubeos_shared::secrets;
 use cubeos_shared::validate::truncate;
+use rumqttc::QoS;
 use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Login, Packet, PubAck, PubComp, PubRec, Publish, SubAck, Subscribe,
     SubscribeFilter, SubscribeReasonCode,
 };
-use rumqttc::QoS;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -131,7 +131,10 @@ pub async fn serve(shared: Arc<Shared>, mut io: ClientIo, address: IpAddr) {
 
 /// Answers CONNECT: a refusal (after which the client is let go), or success.
 async fn connack(io: &ClientIo, code: ConnectReturnCode) {
-    let _ = io.to_client.send(encode(&Packet::ConnAck(ConnAck::new(code, false)))).await;
+    let _ = io
+        .to_client
+        .send(encode(&Packet::ConnAck(ConnAck::new(code, false))))
+        .await;
 }
 
 struct Session {
@@ -176,7 +179,7 @@ impl Session {
                     loop {
                         match Packet::read(&mut from_upstream, usize::MAX) {
                             Ok(packet) => {
-                                if let Err(end) = self.from_upstream(packet).await {
+                                if let Err(end) = self.on_upstream_packet(packet).await {
                                     return end;
                                 }
                             }
@@ -192,14 +195,14 @@ impl Session {
     async fn drain_client(&mut self, buf: &mut BytesMut) -> Result<(), End> {
         loop {
             match Packet::read(buf, self.shared.max_packet) {
-                Ok(packet) => self.from_client(packet).await?,
+                Ok(packet) => self.on_client_packet(packet).await?,
                 Err(CodecError::InsufficientBytes(_)) => return Ok(()),
                 Err(e) => return Err(End::Codec(e)),
             }
         }
     }
 
-    async fn from_client(&mut self, packet: Packet) -> Result<(), End> {
+    async fn on_client_packet(&mut self, packet: Packet) -> Result<(), End> {
         match packet {
             Packet::Publish(publish) => self.client_publish(publish).await,
             Packet::Subscribe(subscribe) => self.client_subscribe(subscribe).await,
@@ -228,19 +231,17 @@ impl Session {
     async fn client_publish(&mut self, mut publish: Publish) -> Result<(), End> {
         match acl::publish_rule(&self.who, &publish.topic) {
             PublishRule::Forward => return self.upstream(&Packet::Publish(publish)).await,
-            PublishRule::Command { service, action } => {
-                match self.stamp(service, action, &publish.payload) {
-                    Ok(payload) => {
-                        publish.payload = payload;
-                        publish.retain = false;
-                        return self.upstream(&Packet::Publish(publish)).await;
-                    }
-                    Err((id, error)) => {
-                        warn!(topic = %truncate(&publish.topic, 80), code = %error.code, "command refused at the gate");
-                        self.reply_directly(id, error).await?;
-                    }
+            PublishRule::Command { service, action } => match self.stamp(service, action, &publish.payload) {
+                Ok(payload) => {
+                    publish.payload = payload;
+                    publish.retain = false;
+                    return self.upstream(&Packet::Publish(publish)).await;
                 }
-            }
+                Err((id, error)) => {
+                    warn!(topic = %truncate(&publish.topic, 80), code = %error.code, "command refused at the gate");
+                    self.reply_directly(id, error).await?;
+                }
+            },
             PublishRule::Deny => {
                 warn!(topic = %truncate(&publish.topic, 80), "publish denied");
             }
@@ -262,7 +263,12 @@ impl Session {
     fn stamp(&self, service: &str, action: &str, payload: &[u8]) -> Result<Bytes, (String, BusError)> {
         let mut envelope = match serde_json::from_slice::<Value>(payload) {
             Ok(Value::Object(map)) => map,
-            _ => return Err((String::new(), BusError::bad_request("a command must be a JSON object envelope"))),
+            _ => {
+                return Err((
+                    String::new(),
+                    BusError::bad_request("a command must be a JSON object envelope"),
+                ));
+            }
         };
         let id = match envelope.get("id") {
             Some(Value::String(s)) => s.clone(),
@@ -312,7 +318,9 @@ impl Session {
             .collect();
         if allowed.is_empty() {
             let codes = vec![SubscribeReasonCode::Failure; grants.len()];
-            return self.to_client(&Packet::SubAck(SubAck::new(subscribe.pkid, codes))).await;
+            return self
+                .to_client(&Packet::SubAck(SubAck::new(subscribe.pkid, codes)))
+                .await;
         }
         self.pending_subscribes.insert(subscribe.pkid, grants);
         let forwarded = Subscribe {
@@ -322,7 +330,7 @@ impl Session {
         self.upstream(&Packet::Subscribe(forwarded)).await
     }
 
-    async fn from_upstream(&mut self, packet: Packet) -> Result<(), End> {
+    async fn on_upstream_packet(&mut self, packet: Packet) -> Result<(), End> {
         match packet {
             Packet::Publish(mut publish) => {
                 if publish.topic == self.who.reply_topic()
@@ -398,7 +406,11 @@ pub(super) async fn connect_upstream(
     let mut connect = Connect::new(upstream_id);
     // rumqttd times a connection out after 1.5 x keep-alive, so 0 ("never") would
     // end it at once.
-    connect.keep_alive = if client.keep_alive == 0 { u16::MAX } else { client.keep_alive };
+    connect.keep_alive = if client.keep_alive == 0 {
+        u16::MAX
+    } else {
+        client.keep_alive
+    };
     connect.clean_session = true;
     connect.last_will = client.last_will.clone();
     connect.login = Some(login.clone());

@@ -86,6 +86,8 @@ pub async fn websocket(stream: TcpStream) -> Option<ClientIo> {
     Some(ClientIo { from_client, to_client })
 }
 
+// The signature is the one tungstenite's handshake callback requires.
+#[allow(clippy::result_large_err)]
 fn choose_mqtt_subprotocol(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
     let offers_mqtt = request
         .headers()

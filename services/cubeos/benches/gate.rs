@@ -69,12 +69,18 @@ async fn throughput(observer: &Bus, publisher: &Bus, topic: &str) -> f64 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let system = System::start_with(|c| c.log.level = "error".into()).await;
         system.add_user("bench", "bench-password", "user").await;
         let direct = system.client("bench-direct").await;
-        let gated = system.gate_client("bench-gated", "bench", "bench-password").await.unwrap();
+        let gated = system
+            .gate_client("bench-gated", "bench", "bench-password")
+            .await
+            .unwrap();
 
         let (d50, d99) = round_trips(&direct).await;
         let (g50, g99) = round_trips(&gated).await;
@@ -88,7 +94,11 @@ fn main() {
         println!("  added by the gate at p50: {:?}", g50.saturating_sub(d50));
 
         let mut issued = direct
-            .request("registry", "token.issue", &json!({ "kind": "device", "id": "bench-dev" }))
+            .request(
+                "registry",
+                "token.issue",
+                &json!({ "kind": "device", "id": "bench-dev" }),
+            )
             .await
             .unwrap();
         system.secrets().open_fields(&mut issued);
@@ -99,6 +109,9 @@ fn main() {
         let through = throughput(&observer, &device, "cubeos/hw/bench-dev/gated").await;
         println!("messages/s, {MESSAGES} QoS 0 publishes to a loopback subscriber:");
         println!("  straight to rumqttd (baseline): {base:.0}/s");
-        println!("  through the gate (device):      {through:.0}/s (x{:.2})", through / base);
+        println!(
+            "  through the gate (device):      {through:.0}/s (x{:.2})",
+            through / base
+        );
     });
 }

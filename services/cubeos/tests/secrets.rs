@@ -58,7 +58,11 @@ impl Machine {
             .expect("cli");
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -70,10 +74,16 @@ fn through_gate(gate: u16, user: &str, password: &str, action: &str, args: Value
         let mut config = cubeos_shared::Config::default();
         config.broker.address = std::net::SocketAddr::from(([127, 0, 0, 1], gate));
         let options = cubeos_shared::BusOptions::new(&config, format!("dash-{}", free_port()), user, password);
-        let bus = cubeos_shared::Bus::connect(options).await.expect("signs in at the gate");
+        let bus = cubeos_shared::Bus::connect(options)
+            .await
+            .expect("signs in at the gate");
         let reply = bus.request("registry", action, &args).await;
         bus.shutdown().await;
-        serde_json::to_value(cubeos_shared::envelope::ReplyEnvelope::from_result(String::new(), reply)).unwrap()
+        serde_json::to_value(cubeos_shared::envelope::ReplyEnvelope::from_result(
+            String::new(),
+            reply,
+        ))
+        .unwrap()
     })
 }
 
@@ -104,7 +114,12 @@ fn no_secret_reaches_a_message_or_a_log_line() {
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string(&log_path).unwrap_or_default().matches("service ready").count() < 3 {
+    while std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .matches("service ready")
+        .count()
+        < 3
+    {
         assert!(Instant::now() < deadline, "cubeos up did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -114,7 +129,14 @@ fn no_secret_reaches_a_message_or_a_log_line() {
     let everything = dir.path().join("everything.txt");
     let _sub = Guard(
         Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &the_box.mqtt.to_string(), "-u", "cubeos-service"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &the_box.mqtt.to_string(),
+                "-u",
+                "cubeos-service",
+            ])
             .args(["-P", &service_password, "-t", "#", "-v"])
             .stdout(std::fs::File::create(&everything).unwrap())
             .spawn()
@@ -125,7 +147,12 @@ fn no_secret_reaches_a_message_or_a_log_line() {
     let (root_pw, ann_pw, ann_pw2) = ("Root-Secret-1111", "Ann-Secret-2222", "Ann-Secret-3333");
     let (wifi_pw, smb_pw, vpn_key) = ("Wifi-Secret-4444", "Smb-Secret-5555", "Vpn-Secret-6666");
     let data = the_box.data.as_path();
-    the_box.cli(data, &home, &["setup", "-u", "root", "--password-stdin"], &format!("{root_pw}\n"));
+    the_box.cli(
+        data,
+        &home,
+        &["setup", "-u", "root", "--password-stdin"],
+        &format!("{root_pw}\n"),
+    );
     the_box.cli(
         data,
         &home,
@@ -133,9 +160,13 @@ fn no_secret_reaches_a_message_or_a_log_line() {
         &format!("{ann_pw}\n"),
     );
     // Ann, from a machine without the data dir, signs in through the gate.
-    the_box.cli(&elsewhere, &home, &["login", "-u", "ann", "--password-stdin"], &format!("{ann_pw}\n"));
-    let saved: Value =
-        serde_json::from_slice(&std::fs::read(home.join(".config/cubeos/login.json")).unwrap()).unwrap();
+    the_box.cli(
+        &elsewhere,
+        &home,
+        &["login", "-u", "ann", "--password-stdin"],
+        &format!("{ann_pw}\n"),
+    );
+    let saved: Value = serde_json::from_slice(&std::fs::read(home.join(".config/cubeos/login.json")).unwrap()).unwrap();
     let session_token = saved["token"].as_str().unwrap().to_owned();
     assert!(session_token.starts_with("cubeos_"));
     let ls = the_box.cli(&elsewhere, &home, &["app", "ls"], "");
@@ -148,7 +179,13 @@ fn no_secret_reaches_a_message_or_a_log_line() {
     );
 
     // The dashboard's admin sets the secrets through the gate.
-    let r = through_gate(the_box.gate, "root", root_pw, "network.set", json!({ "wifi_ssid": "home", "wifi_password": wifi_pw }));
+    let r = through_gate(
+        the_box.gate,
+        "root",
+        root_pw,
+        "network.set",
+        json!({ "wifi_ssid": "home", "wifi_password": wifi_pw }),
+    );
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["data"]["wifi_password_set"], true);
     let r = through_gate(
@@ -159,13 +196,28 @@ fn no_secret_reaches_a_message_or_a_log_line() {
         json!({ "name": "nas", "type": "smb", "remote_path": "//nas/share", "username": "me", "password": smb_pw }),
     );
     assert_eq!(r["ok"], true, "{r}");
-    let r = through_gate(the_box.gate, "root", root_pw, "vpn.add", json!({ "name": "wg0", "type": "wireguard", "secret": vpn_key }));
+    let r = through_gate(
+        the_box.gate,
+        "root",
+        root_pw,
+        "vpn.add",
+        json!({ "name": "wg0", "type": "wireguard", "secret": vpn_key }),
+    );
     assert_eq!(r["ok"], true, "{r}");
     let issued = the_box.cli(data, &home, &["token", "issue", "device", "button-1"], "");
     let device_token = issued.lines().last().unwrap().trim().to_owned();
     assert!(device_token.starts_with("cubeos_"), "{issued}");
     let pubbed = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &the_box.gate.to_string(), "-u", "button-1", "-P", &device_token])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &the_box.gate.to_string(),
+            "-u",
+            "button-1",
+            "-P",
+            &device_token,
+        ])
         .args(["-t", "cubeos/hw/button-1/press", "-m", "1"])
         .status()
         .unwrap();
@@ -179,12 +231,32 @@ fn no_secret_reaches_a_message_or_a_log_line() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (wifi, smb, vpn, hashes, token_hashes) = rt.block_on(async {
         use sqlx::{ConnectOptions, sqlite::SqliteConnectOptions};
-        let mut conn = SqliteConnectOptions::new().filename(&db).read_only(true).connect().await.unwrap();
-        let wifi: String = sqlx::query_scalar("SELECT wifi_password FROM network_config").fetch_one(&mut conn).await.unwrap();
-        let smb: String = sqlx::query_scalar("SELECT password FROM mounts").fetch_one(&mut conn).await.unwrap();
-        let vpn: String = sqlx::query_scalar("SELECT secret FROM vpn_configs").fetch_one(&mut conn).await.unwrap();
-        let hashes: Vec<String> = sqlx::query_scalar("SELECT password_hash FROM users").fetch_all(&mut conn).await.unwrap();
-        let token_hashes: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM tokens").fetch_all(&mut conn).await.unwrap();
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&db)
+            .read_only(true)
+            .connect()
+            .await
+            .unwrap();
+        let wifi: String = sqlx::query_scalar("SELECT wifi_password FROM network_config")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let smb: String = sqlx::query_scalar("SELECT password FROM mounts")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let vpn: String = sqlx::query_scalar("SELECT secret FROM vpn_configs")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let hashes: Vec<String> = sqlx::query_scalar("SELECT password_hash FROM users")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let token_hashes: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM tokens")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
         (wifi, smb, vpn, hashes, token_hashes)
     });
     for (stored, plain) in [(&wifi, wifi_pw), (&smb, smb_pw), (&vpn, vpn_key)] {
@@ -198,7 +270,10 @@ fn no_secret_reaches_a_message_or_a_log_line() {
         std::fs::read_to_string(&everything).unwrap(),
         std::fs::read_to_string(&log_path).unwrap()
     );
-    assert!(captured.contains("cubeos/cmd/registry/network.set"), "the subscriber saw the traffic");
+    assert!(
+        captured.contains("cubeos/cmd/registry/network.set"),
+        "the subscriber saw the traffic"
+    );
     assert!(captured.contains("sealed:v1:"), "secrets crossed the bus sealed");
     let mut secrets: Vec<String> = [root_pw, ann_pw, ann_pw2, wifi_pw, smb_pw, vpn_key]
         .iter()
@@ -208,6 +283,10 @@ fn no_secret_reaches_a_message_or_a_log_line() {
     secrets.extend(hashes);
     secrets.extend(token_hashes);
     for secret in &secrets {
-        assert!(!captured.contains(secret.as_str()), "a secret leaked: {}...", &secret[..6]);
+        assert!(
+            !captured.contains(secret.as_str()),
+            "a secret leaked: {}...",
+            &secret[..6]
+        );
     }
 }

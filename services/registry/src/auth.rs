@@ -263,7 +263,9 @@ impl Registry {
         let target = args.username.clone().unwrap_or_else(|| caller.user.clone());
         let privileged = matches!(caller.role, Role::Admin | Role::System);
         if target != caller.user && !privileged {
-            return Err(RegistryError::Forbidden("only an admin may set another user's password".into()));
+            return Err(RegistryError::Forbidden(
+                "only an admin may set another user's password".into(),
+            ));
         }
         let user = users::require(&self.store, &target).await?;
         if !privileged {

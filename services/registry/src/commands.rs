@@ -207,7 +207,9 @@ fn bind_settings(r: &Arc<Registry>, prefix: &'static str, table: Table) {
 
 /// Sign-in, users, and device / node credentials.
 fn register_auth(r: &Arc<Registry>) {
-    bind(r, "auth.connect", |r, a: auth::ConnectArgs| async move { to_json(r.auth_connect(a).await?) });
+    bind(r, "auth.connect", |r, a: auth::ConnectArgs| async move {
+        to_json(r.auth_connect(a).await?)
+    });
     bind_as(r, "auth.login", |r, caller, a: auth::Credentials| async move {
         let _w = r.writing().await;
         r.auth_login(&caller, a).await
@@ -228,7 +230,9 @@ fn register_auth(r: &Arc<Registry>) {
         let _w = r.writing().await;
         to_json(r.user_add(new).await?)
     });
-    bind(r, "user.list", |r, _: Empty| async move { to_json(users::list(&r.store).await?) });
+    bind(r, "user.list", |r, _: Empty| async move {
+        to_json(users::list(&r.store).await?)
+    });
     bind(r, "user.delete", |r, u: Username| async move {
         let _w = r.writing().await;
         r.user_delete(&u.username).await
@@ -245,7 +249,9 @@ fn register_auth(r: &Arc<Registry>) {
         let _w = r.writing().await;
         r.token_issue(a).await
     });
-    bind(r, "token.list", |r, _: Empty| async move { to_json(tokens::list_credentials(&r.store).await?) });
+    bind(r, "token.list", |r, _: Empty| async move {
+        to_json(tokens::list_credentials(&r.store).await?)
+    });
     bind(r, "token.revoke", |r, t: TokenId| async move {
         let _w = r.writing().await;
         r.token_revoke(&t.id).await
@@ -265,7 +271,9 @@ fn register_vault(r: &Arc<Registry>) {
         let _w = r.writing().await;
         to_json(vault::add_mount(&r.store, &r.secrets, &r.data_dir.join("mounts"), m).await?)
     });
-    bind(r, "mount.list", |r, _: Empty| async move { to_json(vault::mounts(&r.store).await?) });
+    bind(r, "mount.list", |r, _: Empty| async move {
+        to_json(vault::mounts(&r.store).await?)
+    });
     bind(r, "mount.remove", |r, n: Named| async move {
         let _w = r.writing().await;
         vault::remove(&r.store, vault::Table::Mounts, &n.name).await?;
@@ -275,7 +283,9 @@ fn register_vault(r: &Arc<Registry>) {
         let _w = r.writing().await;
         to_json(vault::add_vpn(&r.store, &r.secrets, &r.data_dir.join("vpn"), v).await?)
     });
-    bind(r, "vpn.list", |r, _: Empty| async move { to_json(vault::vpns(&r.store).await?) });
+    bind(r, "vpn.list", |r, _: Empty| async move {
+        to_json(vault::vpns(&r.store).await?)
+    });
     bind(r, "vpn.remove", |r, n: Named| async move {
         let _w = r.writing().await;
         vault::remove(&r.store, vault::Table::Vpns, &n.name).await?;

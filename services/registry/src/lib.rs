@@ -8,8 +8,14 @@
 //! a subscriber to `cubeos/state/#` always converges on what the store holds.
 //!
 //! Domain logic lives in plain async functions over a [`Store`] (modules [`apps`],
-//! [`ports`], [`fqdns`], [`settings`], [`profiles`]); [`commands`] is the thin layer
-//! that binds them to the bus.
+//! [`ports`], [`fqdns`], [`settings`], [`profiles`], [`users`], [`tokens`],
+//! [`vault`]); sign-in flows are in [`auth`], failed-login counting in [`throttle`];
+//! [`commands`] is the thin layer that binds them to the bus.
+//!
+//! Secrets arrive sealed (by the gate, or the local CLI) and are stored sealed or
+//! hashed: argon2id for passwords, SHA-256 for tokens, XChaCha20-Poly1305 under the
+//! data dir's key for WiFi, mount and VPN secrets. A token in a reply is sealed; the
+//! gate opens it on its client's own connection.
 //!
 //! ## Commands (`cubeos/cmd/registry/<action>`)
 //!
@@ -34,10 +40,17 @@
 //! | `profile.update` | `name`, `display_name?`, `description?`, `is_active?` | the profile |
 //! | `profile.delete` | `name` | `{deleted}` (system profiles refuse) |
 //! | `profile.set_apps` | `name`, `apps: {app: enabled}` | the profile |
+//! | `setup` | `username`, `password` | first admin + session (once) |
+//! | `auth.connect` | `username?`, `password?`, `address?` | `{user, role, session?}` (the gate only) |
+//! | `auth.login` / `auth.refresh` / `auth.logout` | credentials / — / `all?` | a session token / a new one / `{ended}` |
+//! | `user.add` / `user.list` / `user.delete` / `user.passwd` / `user.role` | see README | users, never hashes |
+//! | `token.issue` / `token.list` / `token.revoke` | `kind`, `id` / — / `id` | device and node credentials |
+//! | `network.get` / `network.set`, `mount.*`, `vpn.*` | see README | rows without their secrets |
 //!
 //! ## State it owns
 //!
 //! `cubeos/state/apps/<name>` (config, ports, fqdns; cleared on delete),
+//! `cubeos/events/auth/revoked` (session ids and user names whose connections end),
 //! `cubeos/state/system`, `cubeos/state/profiles/<name>`; all republished on every
 //! (re)connect by the bus client.
 
@@ -58,10 +71,10 @@ pub mod vault;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cubeos_shared::models::ProfileRecord;
-use cubeos_shared::topics::{self, service::REGISTRY};
 use cubeos_shared::config::AuthConfig;
+use cubeos_shared::models::ProfileRecord;
 use cubeos_shared::secrets::SecretBox;
+use cubeos_shared::topics::{self, service::REGISTRY};
 use cubeos_shared::{Bus, Config, ServiceContext};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::info;

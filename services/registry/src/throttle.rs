@@ -94,7 +94,10 @@ mod tests {
         t.failed(&keys);
         assert!(t.check(&keys).is_err());
         assert!(t.check(&["user:bob".to_string()]).is_ok());
-        assert!(t.check(&["addr:10.0.0.9".to_string()]).is_err(), "the address is locked too");
+        assert!(
+            t.check(&["addr:10.0.0.9".to_string()]).is_err(),
+            "the address is locked too"
+        );
         std::thread::sleep(Duration::from_millis(60));
         assert!(t.check(&keys).is_ok());
         t.failed(&keys);

@@ -142,13 +142,13 @@ pub async fn revoke(store: &Store, id: &str) -> Result<bool> {
 
 /// Revokes a user's sessions, except `keep`; returns the ids revoked.
 pub async fn revoke_sessions_of(store: &Store, user_id: i64, keep: Option<&str>) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "DELETE FROM tokens WHERE kind = 'session' AND user_id = ? AND id IS NOT ? RETURNING id",
+    Ok(
+        sqlx::query_scalar("DELETE FROM tokens WHERE kind = 'session' AND user_id = ? AND id IS NOT ? RETURNING id")
+            .bind(user_id)
+            .bind(keep)
+            .fetch_all(&store.writer)
+            .await?,
     )
-    .bind(user_id)
-    .bind(keep)
-    .fetch_all(&store.writer)
-    .await?)
 }
 
 /// Device and node credentials.

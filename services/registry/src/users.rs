@@ -1,8 +1,8 @@
 //! People's accounts: argon2id password hashes, roles, and the rule that the last
 //! admin can be neither deleted nor demoted.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use cubeos_shared::models::User;
 use cubeos_shared::roles::Role;
 use cubeos_shared::validate::{self, FieldError};
@@ -83,7 +83,9 @@ pub async fn dummy_verify(password: Zeroizing<String>) {
     let stored = match DUMMY.get() {
         Some(h) => h.clone(),
         None => {
-            let h = hash(Zeroizing::new("no one's password".into())).await.unwrap_or_default();
+            let h = hash(Zeroizing::new("no one's password".into()))
+                .await
+                .unwrap_or_default();
             DUMMY.get_or_init(|| h).clone()
         }
     };
@@ -91,12 +93,7 @@ pub async fn dummy_verify(password: Zeroizing<String>) {
 }
 
 /// Creates a user inside the caller's transaction.
-pub async fn create(
-    tx: &mut sqlx::SqliteConnection,
-    username: &str,
-    password_hash: &str,
-    role: Role,
-) -> Result<User> {
+pub async fn create(tx: &mut sqlx::SqliteConnection, username: &str, password_hash: &str, role: Role) -> Result<User> {
     validate::name("username", username)?;
     check_role(role)?;
     sqlx::query_as::<_, User>("INSERT INTO users (username, password_hash, role) VALUES (?, ?, ?) RETURNING *")
@@ -135,7 +132,9 @@ pub async fn list(store: &Store) -> Result<Vec<User>> {
 }
 
 pub async fn count(store: &Store) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&store.reader).await?)
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&store.reader)
+        .await?)
 }
 
 /// Deletes a user (their sessions go with them). The last admin stays.
@@ -152,7 +151,10 @@ pub async fn delete(store: &Store, username: &str) -> Result<User> {
     if user.role == Role::Admin && admins(&mut tx).await? <= 1 {
         return Err(RegistryError::Protected("the last admin cannot be deleted".into()));
     }
-    sqlx::query("DELETE FROM users WHERE id = ?").bind(user.id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM users WHERE id = ?")
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(user)
 }
@@ -172,13 +174,12 @@ pub async fn set_role(store: &Store, username: &str, role: Role) -> Result<User>
     if user.role == Role::Admin && role != Role::Admin && admins(&mut tx).await? <= 1 {
         return Err(RegistryError::Protected("the last admin cannot be demoted".into()));
     }
-    let user = sqlx::query_as::<_, User>(
-        "UPDATE users SET role = ?, updated_at = CURRENT_TIMESTAMP WHERE id = ? RETURNING *",
-    )
-    .bind(role)
-    .bind(user.id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let user =
+        sqlx::query_as::<_, User>("UPDATE users SET role = ?, updated_at = CURRENT_TIMESTAMP WHERE id = ? RETURNING *")
+            .bind(role)
+            .bind(user.id)
+            .fetch_one(&mut *tx)
+            .await?;
     tx.commit().await?;
     Ok(user)
 }

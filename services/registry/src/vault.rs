@@ -68,9 +68,11 @@ pub fn network_view(config: &NetworkConfig) -> Value {
 }
 
 pub async fn network(store: &Store) -> Result<NetworkConfig> {
-    Ok(sqlx::query_as::<_, NetworkConfig>("SELECT * FROM network_config WHERE id = 1")
-        .fetch_one(&store.reader)
-        .await?)
+    Ok(
+        sqlx::query_as::<_, NetworkConfig>("SELECT * FROM network_config WHERE id = 1")
+            .fetch_one(&store.reader)
+            .await?,
+    )
 }
 
 pub async fn set_network(store: &Store, key: &SecretBox, changes: NetworkChanges) -> Result<NetworkConfig> {
@@ -161,9 +163,11 @@ pub async fn add_vpn(store: &Store, key: &SecretBox, vpn_dir: &std::path::Path, 
 }
 
 pub async fn vpns(store: &Store) -> Result<Vec<VpnConfig>> {
-    Ok(sqlx::query_as::<_, VpnConfig>("SELECT * FROM vpn_configs ORDER BY name")
-        .fetch_all(&store.reader)
-        .await?)
+    Ok(
+        sqlx::query_as::<_, VpnConfig>("SELECT * FROM vpn_configs ORDER BY name")
+            .fetch_all(&store.reader)
+            .await?,
+    )
 }
 
 /// Deletes a mount or VPN row by name.

@@ -14,7 +14,12 @@ use crate::output;
 /// `cubeos setup`: creates the first admin. On the box it runs locally; elsewhere
 /// it goes through the gate, which lets anonymous clients in only for this, and
 /// only until setup is done. Through the gate, the new admin is also signed in.
-pub async fn setup(config: &Config, username: String, password_stdin: bool, gate: Option<SocketAddr>) -> anyhow::Result<()> {
+pub async fn setup(
+    config: &Config,
+    username: String,
+    password_stdin: bool,
+    gate: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     let password = read_password("Password for the first admin: ", password_stdin)?;
     let local = gate.is_none() && cubeos_broker::Credentials::load(&config.credentials_path()).is_ok();
     if local {
@@ -33,7 +38,11 @@ pub async fn setup(config: &Config, username: String, password_stdin: bool, gate
         .await
         .map_err(|e| anyhow::anyhow!("{e} (is setup already complete? then use `cubeos login`)"))?;
     let result = bus
-        .request(REGISTRY, "setup", &json!({ "username": username, "password": password }))
+        .request(
+            REGISTRY,
+            "setup",
+            &json!({ "username": username, "password": password }),
+        )
         .await;
     bus.shutdown().await;
     save(gate, &username, &result?)?;
@@ -42,12 +51,21 @@ pub async fn setup(config: &Config, username: String, password_stdin: bool, gate
 }
 
 /// `cubeos login`: signs in at the gate and keeps the session token.
-pub async fn login(config: &Config, username: String, password_stdin: bool, gate: Option<SocketAddr>) -> anyhow::Result<()> {
+pub async fn login(
+    config: &Config,
+    username: String,
+    password_stdin: bool,
+    gate: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     let gate = gate.unwrap_or(config.gate.address);
     let password = read_password(&format!("Password for {username}: "), password_stdin)?;
     let bus = connect_gate(config, gate, format!("cli-{:016x}", rand_id()), &username, &password).await?;
     let result = bus
-        .request(REGISTRY, "auth.login", &json!({ "username": username, "password": password }))
+        .request(
+            REGISTRY,
+            "auth.login",
+            &json!({ "username": username, "password": password }),
+        )
         .await;
     bus.shutdown().await;
     let session = result?;
@@ -84,7 +102,10 @@ fn save(gate: SocketAddr, username: &str, session: &Value) -> anyhow::Result<()>
     let saved = SavedLogin {
         gate,
         username: username.to_owned(),
-        token: session["token"].as_str().context("the reply carries no token")?.to_owned(),
+        token: session["token"]
+            .as_str()
+            .context("the reply carries no token")?
+            .to_owned(),
         expires_at: session["expires_at"].as_i64(),
     };
     let path = login_path()?;

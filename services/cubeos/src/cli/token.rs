@@ -1,8 +1,8 @@
 //! `cubeos token ...`: credentials for hardware devices and node agents.
 
 use clap::Subcommand;
-use cubeos_shared::topics::service::REGISTRY;
 use cubeos_shared::Config;
+use cubeos_shared::topics::service::REGISTRY;
 use serde_json::{Value, json};
 
 use crate::output;
@@ -50,12 +50,26 @@ pub async fn run(config: &Config, cmd: TokenCommand) -> anyhow::Result<()> {
                 let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
                 let rows: Vec<Vec<String>> = reply
                     .as_array()
-                    .map(|a| a.iter().map(|t| vec![text(t, "id"), text(t, "kind"), text(t, "subject"), text(t, "created_at")]).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|t| {
+                                vec![
+                                    text(t, "id"),
+                                    text(t, "kind"),
+                                    text(t, "subject"),
+                                    text(t, "created_at"),
+                                ]
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
                 output::table(&["ID", "KIND", "BOUND TO", "CREATED"], &rows);
             }
             TokenCommand::Revoke { id } => {
-                client.bus.request(REGISTRY, "token.revoke", &json!({ "id": id })).await?;
+                client
+                    .bus
+                    .request(REGISTRY, "token.revoke", &json!({ "id": id }))
+                    .await?;
                 output::line(&format!("revoked {id}"));
             }
         }

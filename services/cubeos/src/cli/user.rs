@@ -1,9 +1,9 @@
 //! `cubeos user ...`: people's accounts.
 
 use clap::Subcommand;
+use cubeos_shared::Config;
 use cubeos_shared::models::User;
 use cubeos_shared::topics::service::REGISTRY;
-use cubeos_shared::Config;
 use serde_json::json;
 
 use super::read_password;
