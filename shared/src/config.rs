@@ -40,6 +40,128 @@ pub struct Config {
     pub orchestrator: OrchestratorConfig,
     pub gate: GateConfig,
     pub auth: AuthConfig,
+    pub proxy: ProxyConfig,
+}
+
+/// The dns/npm-proxy service: which backends keep a name for every app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// `none`, `dnsmasq` or `pihole`.
+    pub dns: DnsBackendKind,
+    /// `none`, `nginx` or `npm`.
+    pub proxy: ProxyBackendKind,
+    /// A full reconcile pass at least this often (and on every name change).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Longest wait between retries while a backend is down.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Where proxied apps are reached from the proxy (apps publish on the box).
+    pub backend_host: String,
+    pub dnsmasq: DnsmasqConfig,
+    pub nginx: NginxConfig,
+    pub pihole: PiholeConfig,
+    pub npm: NpmConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsBackendKind {
+    None,
+    Dnsmasq,
+    Pihole,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyBackendKind {
+    None,
+    Nginx,
+    Npm,
+}
+
+/// dnsmasq: a hosts file this service owns (dnsmasq's `--addn-hosts`), re-read on SIGHUP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsmasqConfig {
+    pub hosts_file: PathBuf,
+    /// dnsmasq's pid file, for the SIGHUP.
+    pub pid_file: PathBuf,
+    /// Also write `address=/<domain>/<gateway>` here (a conf-dir file; dnsmasq reads
+    /// it at start only).
+    pub wildcard_file: Option<PathBuf>,
+}
+
+/// nginx: one server block per name in a directory this service owns, included
+/// from nginx's `http {}`; `test_command` must pass before `reload_command` runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NginxConfig {
+    pub conf_dir: PathBuf,
+    /// `listen` of every server block.
+    pub listen: String,
+    pub test_command: Vec<String>,
+    pub reload_command: Vec<String>,
+    /// For names with `ssl_enabled`; without them such names are served over HTTP.
+    pub ssl_certificate: Option<PathBuf>,
+    pub ssl_certificate_key: Option<PathBuf>,
+}
+
+/// Pi-hole v6 REST API. The password may be sealed (`sealed:v1:...`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PiholeConfig {
+    pub url: String,
+    pub password: String,
+}
+
+/// Nginx Proxy Manager REST API. The password may be sealed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NpmConfig {
+    pub url: String,
+    pub email: String,
+    pub password: String,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            dns: DnsBackendKind::None,
+            proxy: ProxyBackendKind::None,
+            interval: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(60),
+            backend_host: "127.0.0.1".into(),
+            dnsmasq: DnsmasqConfig::default(),
+            nginx: NginxConfig::default(),
+            pihole: PiholeConfig::default(),
+            npm: NpmConfig::default(),
+        }
+    }
+}
+
+impl Default for DnsmasqConfig {
+    fn default() -> Self {
+        DnsmasqConfig {
+            hosts_file: PathBuf::from("/etc/cubeos/dnsmasq.hosts"),
+            pid_file: PathBuf::from("/run/dnsmasq/dnsmasq.pid"),
+            wildcard_file: None,
+        }
+    }
+}
+
+impl Default for NginxConfig {
+    fn default() -> Self {
+        NginxConfig {
+            conf_dir: PathBuf::from("/etc/nginx/cubeos.d"),
+            listen: "80".into(),
+            test_command: vec!["nginx".into(), "-t".into()],
+            reload_command: vec!["nginx".into(), "-s".into(), "reload".into()],
+            ssl_certificate: None,
+            ssl_certificate_key: None,
+        }
+    }
 }
 
 /// The gate: where outside clients (dashboard, CLI elsewhere, devices, nodes) connect.
@@ -288,6 +410,7 @@ impl Default for Config {
             orchestrator: OrchestratorConfig::default(),
             gate: GateConfig::default(),
             auth: AuthConfig::default(),
+            proxy: ProxyConfig::default(),
         }
     }
 }

@@ -89,6 +89,7 @@ fn need(svc: &str, action: &str) -> Need {
         ) => Need::Readonly,
         (service::PORT_ALLOCATOR, "check" | "available" | "stats") => Need::Readonly,
         (service::ORCHESTRATOR, "status" | "logs") => Need::Readonly,
+        (service::PROXY, "dns.list" | "proxy.list") => Need::Readonly,
         (service::ORCHESTRATOR, "start" | "stop" | "restart") => Need::User,
         (BACKUP_SCHEDULER, "list" | "status") => Need::Readonly,
         (BACKUP_SCHEDULER, "run") => Need::User,

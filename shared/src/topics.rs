@@ -81,6 +81,11 @@ pub fn ports_state() -> String {
     "cubeos/state/ports".to_owned()
 }
 
+/// `cubeos/state/proxy`: DNS and reverse-proxy backends, health, last sync (owner: proxy).
+pub fn proxy_state() -> String {
+    "cubeos/state/proxy".to_owned()
+}
+
 /// `cubeos/state/apps/+`: every app's configuration, not its status.
 pub fn all_app_states() -> String {
     "cubeos/state/apps/+".to_owned()
@@ -217,6 +222,7 @@ pub mod service {
     pub const REGISTRY: &str = "registry";
     pub const PORT_ALLOCATOR: &str = "port-allocator";
     pub const ORCHESTRATOR: &str = "orchestrator";
+    pub const PROXY: &str = "proxy";
     /// Services still to come; the action policy covers them already.
     pub const BACKUP_SCHEDULER: &str = "backup-scheduler";
     pub const NETWORK_MODE: &str = "network-mode";

@@ -39,7 +39,7 @@ enum Command {
     Up,
     /// Run one service against a running broker.
     Run {
-        /// One of: registry, port-allocator, orchestrator.
+        /// One of: registry, port-allocator, orchestrator, proxy.
         service: String,
     },
     /// Apps: list and inspect.
@@ -80,6 +80,21 @@ enum Command {
     /// Device and node credentials.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
+    /// DNS records: desired against what the DNS backend has.
+    #[command(subcommand)]
+    Dns(NamesCommand),
+    /// Reverse-proxy hosts: desired against what the proxy backend has.
+    #[command(subcommand)]
+    Proxy(NamesCommand),
+}
+
+#[derive(Subcommand)]
+enum NamesCommand {
+    /// Every name with its desired and actual value.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn load_config(args: &Args) -> anyhow::Result<Config> {
@@ -128,6 +143,8 @@ fn main() -> ExitCode {
             Command::Logout => cli::auth::logout(&config).await,
             Command::User(cmd) => cli::user::run(&config, cmd).await,
             Command::Token(cmd) => cli::token::run(&config, cmd).await,
+            Command::Dns(NamesCommand::Ls { json }) => cli::names::list(&config, true, json).await,
+            Command::Proxy(NamesCommand::Ls { json }) => cli::names::list(&config, false, json).await,
         }
     });
     match result {

@@ -16,6 +16,7 @@ pub const ALL: &[(&str, Entry)] = &[
     (cubeos_orchestrator::SERVICE, |ctx| {
         Box::pin(cubeos_orchestrator::run(ctx))
     }),
+    (cubeos_proxy::SERVICE, |ctx| Box::pin(cubeos_proxy::run(ctx))),
 ];
 
 pub fn find(name: &str) -> Option<Entry> {

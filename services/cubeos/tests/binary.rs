@@ -99,8 +99,8 @@ fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
             .spawn()
             .expect("up starts"),
     );
-    // The registry, the port allocator and the orchestrator.
-    let lines = wait_for_lines(&mut up.0, "service ready", 3);
+    // The registry, the port allocator, the orchestrator and the proxy.
+    let lines = wait_for_lines(&mut up.0, "service ready", 4);
     assert_eq!(
         lines
             .iter()
@@ -373,7 +373,7 @@ async fn cli_installs_with_progress_and_manages_the_app() {
     let mut up_cmd = cubeos(&data, mqtt, ws);
     with_range(&mut up_cmd);
     let mut up = Guard(up_cmd.arg("up").stderr(Stdio::piped()).spawn().expect("up starts"));
-    wait_for_lines(&mut up.0, "service ready", 3);
+    wait_for_lines(&mut up.0, "service ready", 4);
 
     let compose = dir.path().join("hello.yml");
     std::fs::write(

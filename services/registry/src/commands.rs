@@ -127,6 +127,12 @@ pub fn register(r: &Arc<Registry>) {
         r.publish_app(&app).await?;
         to_json(row)
     });
+    bind(r, "fqdn.set_proxy_id", |r, set: fqdns::ProxyId| async move {
+        let _w = r.writing().await;
+        let (row, app) = fqdns::set_proxy_id(&r.store, set).await?;
+        r.publish_app(&app).await?;
+        to_json(row)
+    });
     bind(r, "fqdn.remove", |r, f: FqdnName| async move {
         let _w = r.writing().await;
         let (row, app) = fqdns::remove(&r.store, &f.fqdn).await?;

@@ -108,3 +108,35 @@ pub async fn remove(store: &Store, fqdn: &str) -> Result<(Fqdn, String)> {
     tx.commit().await?;
     Ok((row, app))
 }
+
+/// `fqdn.set_proxy_id` arguments: the reverse proxy's id for a name's host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyId {
+    pub fqdn: String,
+    pub npm_proxy_id: Option<i64>,
+}
+
+/// Records (or clears) the NPM proxy host id of a name; returns the row and its app.
+pub async fn set_proxy_id(store: &Store, set: ProxyId) -> Result<(Fqdn, String)> {
+    let fqdn = validate::fqdn("fqdn", &set.fqdn)?;
+    if set.npm_proxy_id.is_some_and(|id| id < 1) {
+        return Err(validate::FieldError::new("npm_proxy_id", "must be a positive id").into());
+    }
+    let mut tx = store.writer.begin().await?;
+    let row = sqlx::query_as::<_, Fqdn>("UPDATE fqdns SET npm_proxy_id = ? WHERE fqdn = ? RETURNING *")
+        .bind(set.npm_proxy_id)
+        .bind(&fqdn)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound {
+            what: "fqdn",
+            name: fqdn.clone(),
+        })?;
+    let app = sqlx::query_scalar::<_, String>("SELECT name FROM apps WHERE id = ?")
+        .bind(row.app_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((row, app))
+}

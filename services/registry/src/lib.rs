@@ -31,6 +31,7 @@
 //! | `port.list` | `app?` | reservations with their app's name |
 //! | `fqdn.add` | `app`, `fqdn`, `backend_port`, `ssl_enabled?` | the fqdn row |
 //! | `fqdn.remove` | `fqdn` | the removed row |
+//! | `fqdn.set_proxy_id` | `fqdn`, `npm_proxy_id` (null clears) | the row (the proxy service records NPM's id) |
 //! | `state.get` | `key?` | one setting, or all as an object |
 //! | `state.set` | `key`, `value` | the setting (`schema_version` is read-only) |
 //! | `pref.get` / `pref.set` / `pref.delete` | as `state.*` | as `state.*` |

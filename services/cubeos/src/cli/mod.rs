@@ -9,6 +9,7 @@
 pub mod app;
 pub mod auth;
 pub mod install;
+pub mod names;
 pub mod port;
 pub mod preview;
 pub mod state;

@@ -1,0 +1,34 @@
+//! `cubeos dns ls` and `cubeos proxy ls`: each name, what it should be and what the
+//! backend has.
+
+use cubeos_shared::Config;
+use cubeos_shared::topics::service::PROXY;
+use serde_json::json;
+
+use crate::output;
+
+/// Lists `dns.list` (`dns = true`) or `proxy.list`.
+pub async fn list(config: &Config, dns: bool, as_json: bool) -> anyhow::Result<()> {
+    let bus = super::connect(config).await?;
+    let action = if dns { "dns.list" } else { "proxy.list" };
+    let result = bus.request(PROXY, action, &json!({})).await;
+    bus.shutdown().await;
+    let reply = result?;
+    if as_json {
+        return output::json(&reply);
+    }
+    let entries: Vec<cubeos_proxy::Entry> = serde_json::from_value(reply["entries"].clone())?;
+    let health = match (reply["healthy"].as_bool(), reply["error"].as_str()) {
+        (_, Some(error)) => format!("error: {error}"),
+        (Some(true), None) => "healthy".into(),
+        _ => "not synced yet".into(),
+    };
+    output::line(&format!("backend: {} ({health})", reply["backend"].as_str().unwrap_or("?")));
+    let dash = || "-".to_string();
+    let rows: Vec<Vec<String>> = entries
+        .into_iter()
+        .map(|e| vec![e.name, e.desired.unwrap_or_else(dash), e.actual.unwrap_or_else(dash), e.status])
+        .collect();
+    output::table(&["NAME", "DESIRED", "ACTUAL", "STATUS"], &rows);
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! What the two REST backends share: an HTTP client with a timeout, credentials that
+//! may be sealed in the config, and one retry after signing in again when a session
+//! has expired.
+
+use std::time::Duration;
+
+use cubeos_shared::secrets::{Secret, SecretBox};
+use zeroize::Zeroizing;
+
+use crate::backend::BackendError;
+
+/// A client for one backend.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+}
+
+/// A configured password, opened when it is sealed.
+pub fn password(what: &'static str, configured: &str, key: Option<&SecretBox>) -> Result<Zeroizing<String>, BackendError> {
+    let secret = Secret::new(configured);
+    match key {
+        Some(key) => secret.reveal(key).map_err(|_| BackendError::Auth(what)),
+        None if cubeos_shared::secrets::is_sealed(configured) => Err(BackendError::Auth(what)),
+        None => Ok(Zeroizing::new(configured.to_owned())),
+    }
+}
+
+/// A transport failure, without the URL's query (a Pi-hole sid could sit there).
+pub fn unreachable(what: &'static str, e: reqwest::Error) -> BackendError {
+    BackendError::Unreachable(what, e.without_url().to_string())
+}
+
+/// The error message of a refused request, shortened for the status topic.
+pub async fn rejected(what: &'static str, response: reqwest::Response) -> BackendError {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    BackendError::Rejected(what, format!("{status}: {}", cubeos_shared::validate::truncate(body.trim(), 200)))
+}

@@ -1,0 +1,381 @@
+//! The dns/npm-proxy service: every app is reached as `<app>.<domain>`.
+//!
+//! For every fqdn row in the registry (and the core hosts: the domain itself for the
+//! dashboard, `api.`, `pihole.`, `npm.`) it keeps a DNS record pointing at the
+//! gateway and a reverse-proxy host forwarding to the app's port, with WebSocket
+//! upgrades on. Backends are chosen in config (`proxy.dns`, `proxy.proxy`):
+//! Pi-hole v6 and Nginx Proxy Manager on a device, dnsmasq and nginx anywhere,
+//! `none` for ip:port access only ([`backend`]).
+//!
+//! Design: the desired state is a pure function of the registry's retained app and
+//! system state ([`desired`]); each backend compares it with what it holds of its
+//! own and changes only that ([`plan`]), never touching an entry a person made. A
+//! pass runs on every change (debounced) and every `proxy.interval`; a failing
+//! backend is retried with exponential backoff up to `proxy.max_backoff` while apps
+//! keep running, and the next pass repairs whatever drifted. `cubeos/state/proxy`
+//! says what each backend is, whether it is healthy, when it last synced, how many
+//! drifted entries were repaired, and the last error.
+//!
+//! ## Commands (`cubeos/cmd/proxy/<action>`)
+//!
+//! | action | args | reply |
+//! |---|---|---|
+//! | `dns.list` | — | `{backend, entries: [{name, desired, actual, status}]}` |
+//! | `proxy.list` | — | the same for proxy hosts |
+//! | `sync` | — | runs a pass now; the state it publishes |
+
+pub mod backend;
+pub mod desired;
+pub mod dnsmasq;
+mod http;
+pub mod nginx;
+pub mod npm;
+pub mod pihole;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cubeos_shared::config::{DnsBackendKind, ProxyBackendKind, ProxyConfig};
+use cubeos_shared::models::AppRecord;
+use cubeos_shared::secrets::SecretBox;
+use cubeos_shared::topics::{self, service::PROXY, service::REGISTRY};
+use cubeos_shared::{Bus, BusError, Config, ServiceContext};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tracing::{info, info_span, warn, Instrument};
+
+use backend::{Dns, Outcome, Proxy};
+use desired::{Desired, Network};
+
+pub const SERVICE: &str = PROXY;
+
+/// The health of one backend, as `cubeos/state/proxy` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackendStatus {
+    pub backend: &'static str,
+    pub healthy: bool,
+    /// RFC 3339 time of the last successful pass.
+    pub last_sync: Option<String>,
+    pub error: Option<String>,
+    /// Names a person's own entry holds.
+    pub conflicts: Vec<String>,
+    pub entries: usize,
+}
+
+/// `cubeos/state/proxy`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub dns: BackendStatus,
+    pub proxy: BackendStatus,
+    /// Entries changed by passes whose desired state had not changed: drift repaired.
+    pub drift_repaired: u64,
+    pub passes: u64,
+}
+
+/// What the service knows and holds.
+pub struct ProxyService {
+    bus: Bus,
+    config: ProxyConfig,
+    apps: std::sync::Mutex<BTreeMap<String, AppRecord>>,
+    system: std::sync::Mutex<BTreeMap<String, String>>,
+    dns: Mutex<Dns>,
+    proxy: Mutex<Proxy>,
+    status: std::sync::Mutex<Status>,
+    last: std::sync::Mutex<Last>,
+}
+
+/// The last pass: what was wanted and what each backend reported.
+#[derive(Default)]
+struct Last {
+    desired: Option<Desired>,
+    dns: Outcome,
+    proxy: Outcome,
+}
+
+/// One row of `dns.list` / `proxy.list`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    pub desired: Option<String>,
+    pub actual: Option<String>,
+    /// `ok`, `missing`, `different`, `conflict` (a person's entry holds the name).
+    pub status: String,
+}
+
+impl ProxyService {
+    pub fn new(bus: Bus, config: &Config) -> ProxyService {
+        let key = SecretBox::load(&config.secret_key_path()).ok();
+        let p = &config.proxy;
+        let dns = match p.dns {
+            DnsBackendKind::None => Dns::None,
+            DnsBackendKind::Dnsmasq => Dns::Dnsmasq(dnsmasq::Dnsmasq::new(&p.dnsmasq)),
+            DnsBackendKind::Pihole => Dns::Pihole(pihole::Pihole::new(&p.pihole, key.as_ref(), &config.data_dir)),
+        };
+        let proxy = match p.proxy {
+            ProxyBackendKind::None => Proxy::None,
+            ProxyBackendKind::Nginx => Proxy::Nginx(nginx::Nginx::new(&p.nginx)),
+            ProxyBackendKind::Npm => Proxy::Npm(npm::Npm::new(&p.npm, key.as_ref())),
+        };
+        let status = Status {
+            dns: BackendStatus {
+                backend: dns.name(),
+                ..Default::default()
+            },
+            proxy: BackendStatus {
+                backend: proxy.name(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        ProxyService {
+            bus,
+            config: p.clone(),
+            apps: Default::default(),
+            system: Default::default(),
+            dns: Mutex::new(dns),
+            proxy: Mutex::new(proxy),
+            status: std::sync::Mutex::new(status),
+            last: Default::default(),
+        }
+    }
+
+    /// Folds one retained state message into the view; true when names may change.
+    pub fn observe(&self, topic: &str, payload: &[u8]) -> bool {
+        if topic == topics::system_state() {
+            if let Ok(system) = serde_json::from_slice(payload) {
+                *self.system.lock().unwrap_or_else(|p| p.into_inner()) = system;
+                return true;
+            }
+            return false;
+        }
+        let Some(name) = topics::app_of_state(topic) else {
+            return false;
+        };
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        if payload.is_empty() {
+            return apps.remove(name).is_some();
+        }
+        match serde_json::from_slice::<AppRecord>(payload) {
+            Ok(record) => {
+                let changed = apps.get(name).map(|r| &r.fqdns) != Some(&record.fqdns);
+                apps.insert(name.to_owned(), record);
+                changed
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The desired state now, or `None` until the system's domain is known.
+    pub fn desired(&self) -> Option<Desired> {
+        let network = Network::from_system(&self.system.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        Some(desired::desired(apps.values(), &network, &self.config.backend_host))
+    }
+
+    /// One reconcile pass over both backends. Ok when both are in sync.
+    pub async fn pass(&self) -> Result<(), String> {
+        let Some(want) = self.desired() else {
+            return Err("the system's domain and gateway are not known yet".into());
+        };
+        let unchanged = self.last.lock().unwrap_or_else(|p| p.into_inner()).desired.as_ref() == Some(&want);
+        let dns = self.dns.lock().await.sync(&want).await;
+        let proxy = self.proxy.lock().await.sync(&want).await;
+        if let Ok(outcome) = &proxy {
+            self.record_proxy_ids(&want, outcome).await;
+        }
+        let now = now_rfc3339();
+        let mut errors = Vec::new();
+        {
+            let mut status_guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last_guard = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let (status, last) = (&mut *status_guard, &mut *last_guard);
+            status.passes += 1;
+            let mut repaired = 0;
+            for (result, slot, kept) in [(&dns, &mut status.dns, &mut last.dns), (&proxy, &mut status.proxy, &mut last.proxy)] {
+                match result {
+                    Ok(outcome) => {
+                        slot.healthy = true;
+                        slot.error = None;
+                        slot.last_sync = Some(now.clone());
+                        slot.conflicts = outcome.conflicts.clone();
+                        slot.entries = outcome.actual.len();
+                        repaired += outcome.changes();
+                        *kept = outcome.clone();
+                    }
+                    Err(e) => {
+                        slot.healthy = false;
+                        slot.error = Some(e.to_string());
+                        errors.push(format!("{}: {e}", slot.backend));
+                    }
+                }
+            }
+            if unchanged {
+                status.drift_repaired += repaired as u64;
+            }
+            if errors.is_empty() {
+                last.desired = Some(want);
+            }
+        }
+        self.publish().await;
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    }
+
+    /// Keeps `fqdns.npm_proxy_id` in step with the NPM hosts this service owns.
+    async fn record_proxy_ids(&self, want: &Desired, outcome: &Outcome) {
+        if !matches!(&*self.proxy.lock().await, Proxy::Npm(_)) {
+            return;
+        }
+        for (fqdn, stored) in &want.rows {
+            let actual = outcome.proxy_ids.get(fqdn).copied();
+            if actual != *stored {
+                let args = json!({ "fqdn": fqdn, "npm_proxy_id": actual });
+                if let Err(e) = self.bus.request(REGISTRY, "fqdn.set_proxy_id", &args).await {
+                    warn!(%fqdn, error = %e, "NPM proxy id not recorded");
+                }
+            }
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn publish(&self) {
+        let status = self.status();
+        if let Err(e) = self.bus.publish_state(&topics::proxy_state(), &status).await {
+            warn!(error = %e, "proxy state not published");
+        }
+    }
+
+    /// Desired against actual, per name, for one backend.
+    pub fn entries(&self, dns: bool) -> Value {
+        let want = self.desired().unwrap_or_default();
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let status = self.status();
+        let (outcome, slot) = if dns { (&last.dns, &status.dns) } else { (&last.proxy, &status.proxy) };
+        let desired: BTreeMap<String, String> = if dns {
+            want.records.iter().map(|(n, ip)| (n.clone(), ip.to_string())).collect()
+        } else {
+            want.routes.iter().map(|(n, r)| (n.clone(), format!("{}:{}", r.host, r.port))).collect()
+        };
+        let mut names: Vec<&String> = desired.keys().chain(outcome.actual.keys()).collect();
+        names.sort();
+        names.dedup();
+        let entries: Vec<Entry> = names
+            .into_iter()
+            .map(|name| {
+                let (d, a) = (desired.get(name), outcome.actual.get(name));
+                let status = if slot.conflicts.contains(name) {
+                    "conflict"
+                } else {
+                    match (d, a) {
+                        (Some(d), Some(a)) if d == a => "ok",
+                        (Some(_), Some(_)) => "different",
+                        (Some(_), None) => "missing",
+                        (None, _) => "extra",
+                    }
+                };
+                Entry {
+                    name: name.clone(),
+                    desired: d.cloned(),
+                    actual: a.cloned(),
+                    status: status.into(),
+                }
+            })
+            .collect();
+        json!({ "backend": slot.backend, "healthy": slot.healthy, "error": slot.error, "entries": entries })
+    }
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+/// The service's entry point.
+pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
+    let ServiceContext {
+        config,
+        bus,
+        mut shutdown,
+    } = ctx;
+    let service = Arc::new(ProxyService::new(bus.clone(), &config));
+    bus.route(&service, "dns.list", |s, _: NoArgs| async move { Ok::<_, BusError>(s.entries(true)) });
+    bus.route(&service, "proxy.list", |s, _: NoArgs| async move { Ok::<_, BusError>(s.entries(false)) });
+    bus.route(&service, "sync", |s, _: NoArgs| async move {
+        let result = s.pass().await;
+        let status = serde_json::to_value(s.status()).unwrap_or_default();
+        result.map(|_| status).map_err(BusError::unavailable)
+    });
+    let mut apps = bus.subscribe(&topics::all_app_states(), rumqttc::QoS::AtMostOnce).await?;
+    let mut system = bus.subscribe(&topics::system_state(), rumqttc::QoS::AtMostOnce).await?;
+    bus.serve().await?;
+    service.publish().await;
+    info!(service = SERVICE, dns = service.status().dns.backend, proxy = service.status().proxy.backend, "service ready");
+
+    let interval = service.config.interval;
+    let mut backoff = Duration::from_secs(1);
+    // Changes arrive in bursts (an install adds a row, then updates it): one pass
+    // after the burst settles.
+    let settle = Duration::from_millis(150);
+    let mut next = tokio::time::Instant::now() + settle;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            Some(msg) = apps.recv() => {
+                if service.observe(&msg.topic, &msg.payload) {
+                    next = next.min(tokio::time::Instant::now() + settle);
+                }
+            }
+            Some(msg) = system.recv() => {
+                if service.observe(&msg.topic, &msg.payload) {
+                    next = next.min(tokio::time::Instant::now() + settle);
+                }
+            }
+            _ = tokio::time::sleep_until(next) => {
+                let result = service.pass().instrument(info_span!("reconcile")).await;
+                next = tokio::time::Instant::now() + match result {
+                    Ok(()) => {
+                        backoff = Duration::from_secs(1);
+                        interval
+                    }
+                    Err(e) => {
+                        warn!(error = %e, retry_in = ?backoff, "reconcile pass failed");
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(service.config.max_backoff);
+                        wait
+                    }
+                };
+            }
+        }
+    }
+    bus.shutdown().await;
+    info!(service = SERVICE, "service stopped");
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Pi-hole v6: local DNS records through its REST API (`dns.hosts`, entries
+//! `"<address> <name>"`), signed in with `POST /api/auth` and the session id in
+//! `X-FTL-SID`.
+//!
+//! Pi-hole's records have no room for an owner, so the service keeps a ledger of the
+//! entries it created (`<data>/proxy/pihole-owned.json`): only those are ever updated
+//! or deleted; a person's own entries stay as they are, even for a name CubeOS wants
+//! (that is reported as a conflict).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use cubeos_shared::config::PiholeConfig;
+use cubeos_shared::secrets::SecretBox;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::backend::{BackendError, Outcome};
+use crate::desired::Desired;
+use crate::dnsmasq::write;
+use crate::http;
+
+const WHAT: &str = "pihole";
+
+pub struct Pihole {
+    client: reqwest::Client,
+    url: String,
+    password: Result<Zeroizing<String>, String>,
+    sid: Option<Zeroizing<String>>,
+    ledger: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct AuthReply {
+    session: Session,
+}
+
+#[derive(Deserialize)]
+struct Session {
+    valid: bool,
+    sid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HostsReply {
+    config: HostsConfig,
+}
+
+#[derive(Deserialize)]
+struct HostsConfig {
+    dns: HostsDns,
+}
+
+#[derive(Deserialize)]
+struct HostsDns {
+    hosts: Vec<String>,
+}
+
+impl Pihole {
+    pub fn new(config: &PiholeConfig, key: Option<&SecretBox>, data_dir: &std::path::Path) -> Pihole {
+        Pihole {
+            client: http::client(),
+            url: config.url.trim_end_matches('/').to_owned(),
+            password: http::password(WHAT, &config.password, key).map_err(|e| e.to_string()),
+            sid: None,
+            ledger: data_dir.join("proxy").join("pihole-owned.json"),
+        }
+    }
+
+    async fn login(&mut self) -> Result<(), BackendError> {
+        let password = self.password.as_ref().map_err(|_| BackendError::Auth(WHAT))?;
+        let response = self
+            .client
+            .post(format!("{}/api/auth", self.url))
+            .json(&serde_json::json!({ "password": password.as_str() }))
+            .send()
+            .await
+            .map_err(|e| http::unreachable(WHAT, e))?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            return Err(BackendError::Auth(WHAT));
+        }
+        if !response.status().is_success() {
+            return Err(http::rejected(WHAT, response).await);
+        }
+        let reply: AuthReply = response.json().await.map_err(|e| http::unreachable(WHAT, e))?;
+        match (reply.session.valid, reply.session.sid) {
+            (true, Some(sid)) => {
+                self.sid = Some(Zeroizing::new(sid));
+                Ok(())
+            }
+            _ => Err(BackendError::Auth(WHAT)),
+        }
+    }
+
+    /// Sends a request with the session, signing in (again) when there is none or
+    /// Pi-hole says it expired.
+    async fn send(&mut self, method: Method, path: &str) -> Result<reqwest::Response, BackendError> {
+        for attempt in 0..2 {
+            if self.sid.is_none() {
+                self.login().await?;
+            }
+            let sid = self.sid.as_ref().map(|s| s.to_string()).unwrap_or_default();
+            let response = self
+                .client
+                .request(method.clone(), format!("{}{path}", self.url))
+                .header("X-FTL-SID", sid)
+                .send()
+                .await
+                .map_err(|e| http::unreachable(WHAT, e))?;
+            if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+                self.sid = None;
+                continue;
+            }
+            return Ok(response);
+        }
+        Err(BackendError::Auth(WHAT))
+    }
+
+    async fn hosts(&mut self) -> Result<Vec<String>, BackendError> {
+        let response = self.send(Method::GET, "/api/config/dns/hosts").await?;
+        if !response.status().is_success() {
+            return Err(http::rejected(WHAT, response).await);
+        }
+        let reply: HostsReply = response.json().await.map_err(|e| http::unreachable(WHAT, e))?;
+        Ok(reply.config.dns.hosts)
+    }
+
+    async fn change(&mut self, method: Method, entry: &str) -> Result<(), BackendError> {
+        let path = format!("/api/config/dns/hosts/{}", utf8_percent_encode(entry, NON_ALPHANUMERIC));
+        let response = self.send(method.clone(), &path).await?;
+        let status = response.status();
+        // Already there (add) or already gone (delete): the goal holds.
+        let settled = (method == Method::PUT && status == StatusCode::BAD_REQUEST)
+            || (method == Method::DELETE && status == StatusCode::NOT_FOUND);
+        if status.is_success() || settled {
+            Ok(())
+        } else {
+            Err(http::rejected(WHAT, response).await)
+        }
+    }
+
+    async fn load_ledger(&self) -> BTreeSet<String> {
+        tokio::fs::read(&self.ledger)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub async fn sync(&mut self, want: &Desired) -> Result<Outcome, BackendError> {
+        let actual = self.hosts().await?;
+        let mut ledger = self.load_ledger().await;
+        let actual_set: BTreeSet<&String> = actual.iter().collect();
+        // An owned entry deleted behind our back is no longer ours to track.
+        ledger.retain(|e| actual_set.contains(e));
+        let by_name = parse(&actual);
+        let wanted: BTreeMap<String, String> = want.records.iter().map(|(n, ip)| (entry(*ip, n), n.clone())).collect();
+        let mut outcome = Outcome::default();
+        for (line, name) in &wanted {
+            if actual_set.contains(line) {
+                continue;
+            }
+            let foreign = by_name
+                .get(name)
+                .is_some_and(|lines| lines.iter().any(|l| !ledger.contains(*l)));
+            if foreign {
+                outcome.conflicts.push(name.clone());
+                continue;
+            }
+            self.change(Method::PUT, line).await?;
+            ledger.insert(line.clone());
+            outcome.created += 1;
+        }
+        let stale: Vec<String> = ledger.iter().filter(|e| !wanted.contains_key(*e)).cloned().collect();
+        for line in stale {
+            self.change(Method::DELETE, &line).await?;
+            ledger.remove(&line);
+            outcome.deleted += 1;
+        }
+        let json = serde_json::to_string_pretty(&ledger).unwrap_or_default();
+        write(&self.ledger, &json).await?;
+        let now = self.hosts().await?;
+        outcome.actual = parse(&now)
+            .into_iter()
+            .map(|(name, lines)| {
+                let addrs: Vec<&str> = lines.iter().filter_map(|l| l.split_whitespace().next()).collect();
+                (name, addrs.join(","))
+            })
+            .collect();
+        Ok(outcome)
+    }
+}
+
+fn entry(ip: IpAddr, name: &str) -> String {
+    format!("{ip} {name}")
+}
+
+/// name -> the entries that name it.
+fn parse(entries: &[String]) -> BTreeMap<String, Vec<&String>> {
+    let mut by_name: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+    for line in entries {
+        for name in line.split_whitespace().skip(1) {
+            by_name.entry(name.to_ascii_lowercase()).or_default().push(line);
+        }
+    }
+    by_name
+}
