@@ -17,6 +17,8 @@ use cubeos_shared::service::{Shutdown, ShutdownTrigger};
 use cubeos_shared::{Bus, BusError, BusOptions, Config, ServiceContext};
 use serde_json::json;
 
+pub mod servers;
+
 /// True when missing components must fail tests instead of skipping them.
 pub fn strict() -> bool {
     std::env::var("CUBEOS_TEST_STRICT").is_ok_and(|v| v == "1")
@@ -125,6 +127,13 @@ impl System {
         })
         .await;
         self.wait_answering(cubeos_port_allocator::SERVICE, "stats").await;
+    }
+
+    /// Starts the dns/npm-proxy service in this process and waits until it answers.
+    pub async fn start_proxy(&mut self) {
+        self.start_service(cubeos_proxy::SERVICE, |ctx| Box::pin(cubeos_proxy::run(ctx)))
+            .await;
+        self.wait_answering(cubeos_proxy::SERVICE, "dns.list").await;
     }
 
     /// Starts the orchestrator in this process and waits until it answers.
