@@ -37,6 +37,8 @@ impl Dnsmasq {
         let hosts_file = dir.join("dnsmasq.hosts");
         let pid_file = dir.join("dnsmasq.pid");
         std::fs::write(&hosts_file, "").unwrap();
+        // A killed dnsmasq leaves its pid file: wait for the new one's.
+        let _ = std::fs::remove_file(&pid_file);
         let child = Command::new("dnsmasq")
             .arg("--keep-in-foreground")
             .arg("--conf-file=/dev/null")
