@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use cubeos_shared::{Bus, topics};
+use cubeos_tests::servers::{Dnsmasq, Nginx};
 use cubeos_tests::{System, TEST_IMAGE, ensure_test_image, require, require_swarm};
 use serde_json::{Value, json};
 
@@ -25,11 +26,16 @@ services:
 }
 
 async fn system() -> System {
+    system_with(|_| {}).await
+}
+
+async fn system_with(configure: impl FnOnce(&mut cubeos_shared::Config)) -> System {
     let base = 25000 + (std::process::id() % 1000) as u16 * 7 % 5000;
     let mut system = System::start_with(move |c| {
         c.ports.user = format!("{base}-{}", base + 199);
         c.orchestrator.reconcile_interval = Duration::from_secs(2);
         c.orchestrator.converge_timeout = Duration::from_secs(20);
+        configure(c);
     })
     .await;
     system.start_port_allocator().await;
@@ -491,4 +497,52 @@ async fn casaos_store_apps_install_and_converge() {
             .await
             .unwrap();
     }
+}
+
+/// Issue 7 end to end: an installed app's name resolves (dnsmasq) and proxies
+/// (nginx) to its published port; once removed, both are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installed_app_gets_a_name_that_resolves_and_proxies() {
+    let Some(_docker) = require_swarm("app_name_end_to_end").await else {
+        return;
+    };
+    for tool in ["dnsmasq", "nginx", "dig", "curl"] {
+        if !require("app_name_end_to_end", tool) {
+            return;
+        }
+    }
+    ensure_test_image();
+    let dir = tempfile::tempdir().unwrap();
+    let dns = Dnsmasq::start(dir.path());
+    let web = Nginx::start(dir.path());
+    let mut system = system_with(|c| {
+        dns.configure(c);
+        web.configure(c);
+    })
+    .await;
+    system.start_proxy().await;
+    let bus = system.client("t").await;
+    install(&bus, json!({ "compose": web_app("named", "hello-by-name"), "name": "named" }))
+        .await
+        .expect("installs");
+    let port = app_port(&bus, "named").await;
+    eventually("the app serves on its port", 30, async || curl(port).filter(|b| b == "hello-by-name")).await;
+    eventually("its name resolves", 10, async || {
+        (dns.dig("named.cubeos.cube").1 == ["10.42.24.1"]).then_some(())
+    })
+    .await;
+    eventually("its name proxies to the app", 10, async || {
+        (web.get("named.cubeos.cube") == (200, "hello-by-name\n".into())).then_some(())
+    })
+    .await;
+
+    bus.request("orchestrator", "remove", &json!({ "name": "named" })).await.expect("removes");
+    eventually("the name is gone from DNS", 10, async || {
+        (dns.dig("named.cubeos.cube").0 == "NXDOMAIN").then_some(())
+    })
+    .await;
+    eventually("the name is gone from nginx", 10, async || {
+        (web.get("named.cubeos.cube").0 == 404).then_some(())
+    })
+    .await;
 }
