@@ -589,6 +589,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cubeos.example.toml");
+        let example = Config::load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(
+            serde_json::to_value(&example).unwrap(),
+            serde_json::to_value(Config::default()).unwrap()
+        );
+    }
+
+    #[test]
     fn defaults_need_no_file() {
         let c = Config::load_from(None, env(&[])).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("./cubeos-data"));
