@@ -17,6 +17,8 @@ use cubeos_shared::service::{Shutdown, ShutdownTrigger};
 use cubeos_shared::{Bus, BusError, BusOptions, Config, ServiceContext};
 use serde_json::json;
 
+pub mod fakes;
+
 pub mod servers;
 
 /// True when missing components must fail tests instead of skipping them.

@@ -43,7 +43,12 @@ impl Dnsmasq {
             .arg("--keep-in-foreground")
             .arg("--conf-file=/dev/null")
             .arg(format!("--port={port}"))
-            .args(["--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts"])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+            ])
             .arg("--local=/cubeos.cube/")
             .arg(format!("--addn-hosts={}", hosts_file.display()))
             .arg(format!("--pid-file={}", pid_file.display()))
@@ -75,7 +80,15 @@ impl Dnsmasq {
     /// `dig` for `name`: (status, answers).
     pub fn dig(&self, name: &str) -> (String, Vec<String>) {
         let out = Command::new("dig")
-            .args(["@127.0.0.1", "-p", &self.port.to_string(), name, "A", "+time=2", "+tries=1"])
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                name,
+                "A",
+                "+time=2",
+                "+tries=1",
+            ])
             .output()
             .expect("dig");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -86,7 +99,16 @@ impl Dnsmasq {
             .unwrap_or("NO ANSWER")
             .to_owned();
         let short = Command::new("dig")
-            .args(["@127.0.0.1", "-p", &self.port.to_string(), name, "A", "+short", "+time=2", "+tries=1"])
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                name,
+                "A",
+                "+short",
+                "+time=2",
+                "+tries=1",
+            ])
             .output()
             .expect("dig");
         let answers = String::from_utf8_lossy(&short.stdout)

@@ -49,9 +49,20 @@ async fn names_resolve_and_proxy_through_dnsmasq_and_nginx() {
     .unwrap();
     eventually("wiki resolves", || dns.dig("wiki.cubeos.cube").1 == ["10.42.24.1"]).await;
     let (status, answers) = dns.dig("cubeos.cube");
-    assert_eq!((status.as_str(), answers), ("NOERROR", vec!["10.42.24.1".to_string()]), "a core host");
-    eventually("wiki proxies", || web.get("wiki.cubeos.cube") == (200, "hello from wiki".into())).await;
-    assert_eq!(upgrade_through(web.port, "wiki.cubeos.cube", b"ping").await, b"ping", "WebSocket upgrade");
+    assert_eq!(
+        (status.as_str(), answers),
+        ("NOERROR", vec!["10.42.24.1".to_string()]),
+        "a core host"
+    );
+    eventually("wiki proxies", || {
+        web.get("wiki.cubeos.cube") == (200, "hello from wiki".into())
+    })
+    .await;
+    assert_eq!(
+        upgrade_through(web.port, "wiki.cubeos.cube", b"ping").await,
+        b"ping",
+        "WebSocket upgrade"
+    );
 
     // desired against actual, as `cubeos dns ls` shows it.
     let listed = bus.request("proxy", "dns.list", &json!({})).await.unwrap();
@@ -79,21 +90,38 @@ async fn names_resolve_and_proxy_through_dnsmasq_and_nginx() {
     assert!(err.message.contains("nginx -t failed"), "{err}");
     let state = bus.request("proxy", "proxy.list", &json!({})).await.unwrap();
     assert_eq!(state["healthy"], false, "{state}");
-    assert!(!web.conf_dir.join("cubeos-docs.cubeos.cube.conf").exists(), "rolled back");
+    assert!(
+        !web.conf_dir.join("cubeos-docs.cubeos.cube.conf").exists(),
+        "rolled back"
+    );
     assert_eq!(web.get("wiki.cubeos.cube"), (200, "hello from wiki".into()));
     assert_ne!(web.get("docs.cubeos.cube").1, "hello from docs");
-    assert_eq!(dns.dig("docs.cubeos.cube").1, ["10.42.24.1"], "DNS does not wait for nginx");
+    assert_eq!(
+        dns.dig("docs.cubeos.cube").1,
+        ["10.42.24.1"],
+        "DNS does not wait for nginx"
+    );
 
     std::fs::remove_file(web.conf_dir.join("zz-broken.conf")).unwrap();
-    bus.request("proxy", "sync", &json!({})).await.expect("repaired on the next pass");
+    bus.request("proxy", "sync", &json!({}))
+        .await
+        .expect("repaired on the next pass");
     // A reload is a signal: new workers take over a moment later.
-    eventually("docs proxies", || web.get("docs.cubeos.cube") == (200, "hello from docs".into())).await;
+    eventually("docs proxies", || {
+        web.get("docs.cubeos.cube") == (200, "hello from docs".into())
+    })
+    .await;
 
     // Removal: NXDOMAIN and no proxy; the person's files are untouched.
-    bus.request("registry", "app.delete", &json!({ "name": "wiki" })).await.unwrap();
+    bus.request("registry", "app.delete", &json!({ "name": "wiki" }))
+        .await
+        .unwrap();
     eventually("wiki is gone from DNS", || dns.dig("wiki.cubeos.cube").0 == "NXDOMAIN").await;
     eventually("wiki is gone from nginx", || web.get("wiki.cubeos.cube").0 == 404).await;
-    assert_eq!(std::fs::read_to_string(web.conf_dir.join("my-own.conf")).unwrap(), "# mine\n");
+    assert_eq!(
+        std::fs::read_to_string(web.conf_dir.join("my-own.conf")).unwrap(),
+        "# mine\n"
+    );
     assert_eq!(
         std::fs::read_to_string(web.conf_dir.join("cubeos-handmade.conf")).unwrap(),
         "# also mine\n"

@@ -70,11 +70,17 @@ async fn bench(label: &str, dns: &mut Dns, proxy: &mut Proxy) {
     println!("{label}, {NAMES} fqdns (+4 core hosts), median of {ROUNDS} passes:");
     println!("  first fill (all created):          {fill:?}");
     println!("  nothing to change ({n0} changes):    {nothing:?}");
-    println!("  everything to change ({n1} changes): {everything:?}  (x{:.1} the no-op pass)", everything.as_secs_f64() / nothing.as_secs_f64());
+    println!(
+        "  everything to change ({n1} changes): {everything:?}  (x{:.1} the no-op pass)",
+        everything.as_secs_f64() / nothing.as_secs_f64()
+    );
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         // A process that stands in for dnsmasq's pid: it ignores the SIGHUPs.
@@ -102,7 +108,12 @@ fn main() {
         config.proxy.npm.password = "pw".into();
         let mut dns = Dns::Pihole(pihole::Pihole::new(&config.proxy.pihole, None, dir.path()));
         let mut proxy = Proxy::Npm(npm::Npm::new(&config.proxy.npm, None));
-        bench("Pi-hole + NPM (contract servers over loopback HTTP)", &mut dns, &mut proxy).await;
+        bench(
+            "Pi-hole + NPM (contract servers over loopback HTTP)",
+            &mut dns,
+            &mut proxy,
+        )
+        .await;
         let _ = hup_sink.kill();
     });
 }

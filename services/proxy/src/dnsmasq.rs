@@ -71,7 +71,10 @@ impl Dnsmasq {
         if Path::new(&format!("/proc/{pid}")).exists() {
             Ok(pid)
         } else {
-            Err(BackendError::Unreachable("dnsmasq", format!("process {pid} is not running")))
+            Err(BackendError::Unreachable(
+                "dnsmasq",
+                format!("process {pid} is not running"),
+            ))
         }
     }
 }

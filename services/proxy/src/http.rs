@@ -18,7 +18,11 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A configured password, opened when it is sealed.
-pub fn password(what: &'static str, configured: &str, key: Option<&SecretBox>) -> Result<Zeroizing<String>, BackendError> {
+pub fn password(
+    what: &'static str,
+    configured: &str,
+    key: Option<&SecretBox>,
+) -> Result<Zeroizing<String>, BackendError> {
     let secret = Secret::new(configured);
     match key {
         Some(key) => secret.reveal(key).map_err(|_| BackendError::Auth(what)),
@@ -32,9 +36,17 @@ pub fn unreachable(what: &'static str, e: reqwest::Error) -> BackendError {
     BackendError::Unreachable(what, e.without_url().to_string())
 }
 
-/// The error message of a refused request, shortened for the status topic.
+/// The error of a refused request, its body shortened for the status topic.
 pub async fn rejected(what: &'static str, response: reqwest::Response) -> BackendError {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    BackendError::Rejected(what, format!("{status}: {}", cubeos_shared::validate::truncate(body.trim(), 200)))
+    refused(what, status, &body)
+}
+
+/// [`rejected`], for a body already read.
+pub fn refused(what: &'static str, status: reqwest::StatusCode, body: &str) -> BackendError {
+    BackendError::Rejected(
+        what,
+        format!("{status}: {}", cubeos_shared::validate::truncate(body.trim(), 200)),
+    )
 }

@@ -45,7 +45,7 @@ use cubeos_shared::{Bus, BusError, Config, ServiceContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{Instrument, info, info_span, warn};
 
 use backend::{Dns, Outcome, Proxy};
 use desired::{Desired, Network};
@@ -194,7 +194,10 @@ impl ProxyService {
             let (status, last) = (&mut *status_guard, &mut *last_guard);
             status.passes += 1;
             let mut repaired = 0;
-            for (result, slot, kept) in [(&dns, &mut status.dns, &mut last.dns), (&proxy, &mut status.proxy, &mut last.proxy)] {
+            for (result, slot, kept) in [
+                (&dns, &mut status.dns, &mut last.dns),
+                (&proxy, &mut status.proxy, &mut last.proxy),
+            ] {
                 match result {
                     Ok(outcome) => {
                         slot.healthy = true;
@@ -220,7 +223,11 @@ impl ProxyService {
             }
         }
         self.publish().await;
-        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
     }
 
     /// Keeps `fqdns.npm_proxy_id` in step with the NPM hosts this service owns.
@@ -255,11 +262,18 @@ impl ProxyService {
         let want = self.desired().unwrap_or_default();
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let status = self.status();
-        let (outcome, slot) = if dns { (&last.dns, &status.dns) } else { (&last.proxy, &status.proxy) };
+        let (outcome, slot) = if dns {
+            (&last.dns, &status.dns)
+        } else {
+            (&last.proxy, &status.proxy)
+        };
         let desired: BTreeMap<String, String> = if dns {
             want.records.iter().map(|(n, ip)| (n.clone(), ip.to_string())).collect()
         } else {
-            want.routes.iter().map(|(n, r)| (n.clone(), format!("{}:{}", r.host, r.port))).collect()
+            want.routes
+                .iter()
+                .map(|(n, r)| (n.clone(), format!("{}:{}", r.host, r.port)))
+                .collect()
         };
         let mut names: Vec<&String> = desired.keys().chain(outcome.actual.keys()).collect();
         names.sort();
@@ -326,18 +340,29 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
         mut shutdown,
     } = ctx;
     let service = Arc::new(ProxyService::new(bus.clone(), &config));
-    bus.route(&service, "dns.list", |s, _: NoArgs| async move { Ok::<_, BusError>(s.entries(true)) });
-    bus.route(&service, "proxy.list", |s, _: NoArgs| async move { Ok::<_, BusError>(s.entries(false)) });
+    bus.route(&service, "dns.list", |s, _: NoArgs| async move {
+        Ok::<_, BusError>(s.entries(true))
+    });
+    bus.route(&service, "proxy.list", |s, _: NoArgs| async move {
+        Ok::<_, BusError>(s.entries(false))
+    });
     bus.route(&service, "sync", |s, _: NoArgs| async move {
         let result = s.pass().await;
         let status = serde_json::to_value(s.status()).unwrap_or_default();
         result.map(|_| status).map_err(BusError::unavailable)
     });
-    let mut apps = bus.subscribe(&topics::all_app_states(), rumqttc::QoS::AtMostOnce).await?;
+    let mut apps = bus
+        .subscribe(&topics::all_app_states(), rumqttc::QoS::AtMostOnce)
+        .await?;
     let mut system = bus.subscribe(&topics::system_state(), rumqttc::QoS::AtMostOnce).await?;
     bus.serve().await?;
     service.publish().await;
-    info!(service = SERVICE, dns = service.status().dns.backend, proxy = service.status().proxy.backend, "service ready");
+    info!(
+        service = SERVICE,
+        dns = service.status().dns.backend,
+        proxy = service.status().proxy.backend,
+        "service ready"
+    );
 
     let interval = service.config.interval;
     let mut backoff = Duration::from_secs(1);

@@ -90,7 +90,8 @@ impl Npm {
             .send()
             .await
             .map_err(|e| http::unreachable(WHAT, e))?;
-        if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        // NPM up to 2.12 answers a bad login with 401, later releases with 400.
+        if response.status().is_client_error() {
             return Err(BackendError::Auth(WHAT));
         }
         if !response.status().is_success() {
@@ -103,7 +104,16 @@ impl Npm {
         Ok(())
     }
 
-    async fn send(&mut self, method: Method, path: &str, body: Option<&Value>) -> Result<reqwest::Response, BackendError> {
+    /// Sends a request with the token, signing in again when NPM no longer takes it,
+    /// and returns the status and body. Releases differ in how they say so: 401
+    /// (up to 2.12), 400 "Token has expired", 403 or 404 for a missing token, 500 for
+    /// a token it did not issue; a retry after a fresh sign-in settles which it was.
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, String), BackendError> {
         for attempt in 0..2 {
             if self.token.as_ref().is_none_or(|(_, until)| Instant::now() >= *until) {
                 self.login().await?;
@@ -117,32 +127,34 @@ impl Npm {
                 request = request.json(body);
             }
             let response = request.send().await.map_err(|e| http::unreachable(WHAT, e))?;
-            if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) && attempt == 0 {
+            let status = response.status();
+            let text = response.text().await.map_err(|e| http::unreachable(WHAT, e))?;
+            if attempt == 0 && token_refused(status, &text) {
                 self.token = None;
                 continue;
             }
-            return Ok(response);
+            return Ok((status, text));
         }
         Err(BackendError::Auth(WHAT))
     }
 
     async fn hosts(&mut self) -> Result<Vec<Host>, BackendError> {
-        let response = self.send(Method::GET, "/api/nginx/proxy-hosts", None).await?;
-        if !response.status().is_success() {
-            return Err(http::rejected(WHAT, response).await);
+        let (status, text) = self.send(Method::GET, "/api/nginx/proxy-hosts", None).await?;
+        if !status.is_success() {
+            return Err(http::refused(WHAT, status, &text));
         }
-        response.json().await.map_err(|e| http::unreachable(WHAT, e))
+        serde_json::from_str(&text).map_err(|e| BackendError::Rejected(WHAT, format!("unexpected host list: {e}")))
     }
 
     async fn expect_ok(&mut self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, BackendError> {
-        let response = self.send(method.clone(), path, body).await?;
-        if method == Method::DELETE && response.status() == StatusCode::NOT_FOUND {
+        let (status, text) = self.send(method.clone(), path, body).await?;
+        if method == Method::DELETE && status == StatusCode::NOT_FOUND {
             return Ok(Value::Null);
         }
-        if !response.status().is_success() {
-            return Err(http::rejected(WHAT, response).await);
+        if !status.is_success() {
+            return Err(http::refused(WHAT, status, &text));
         }
-        Ok(response.json().await.unwrap_or(Value::Null))
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     pub async fn sync(&mut self, want: &Desired) -> Result<Outcome, BackendError> {
@@ -176,7 +188,12 @@ impl Npm {
             .map(|(name, route)| (name.clone(), Shape::from(route)))
             .collect();
         let mut outcome = Outcome {
-            conflicts: want.routes.keys().filter(|n| foreign.contains_key(*n)).cloned().collect(),
+            conflicts: want
+                .routes
+                .keys()
+                .filter(|n| foreign.contains_key(*n))
+                .cloned()
+                .collect(),
             ..Outcome::default()
         };
         let changes = plan(&desired, &owned);
@@ -191,8 +208,12 @@ impl Npm {
         }
         for (name, shape) in &changes.update {
             let id = ids.get(*name).copied().unwrap_or_default();
-            self.expect_ok(Method::PUT, &format!("/api/nginx/proxy-hosts/{id}"), Some(&body(name, shape)))
-                .await?;
+            self.expect_ok(
+                Method::PUT,
+                &format!("/api/nginx/proxy-hosts/{id}"),
+                Some(&body(name, shape)),
+            )
+            .await?;
             outcome.updated += 1;
         }
         for name in &changes.delete {
@@ -208,6 +229,19 @@ impl Npm {
             .collect();
         outcome.proxy_ids = ids;
         Ok(outcome)
+    }
+}
+
+/// Whether NPM refused the token rather than the request.
+fn token_refused(status: StatusCode, body: &str) -> bool {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::INTERNAL_SERVER_ERROR => true,
+        StatusCode::BAD_REQUEST => body.contains("Token has expired") || body.contains("Empty token"),
+        // 2.13-2.15 answer a missing token with "Not Found - /nginx/...".
+        StatusCode::NOT_FOUND => {
+            body.contains("/nginx/proxy-hosts") && !body.contains("Not Found - /nginx/proxy-hosts/")
+        }
+        _ => false,
     }
 }
 

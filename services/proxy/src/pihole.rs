@@ -132,14 +132,15 @@ impl Pihole {
         let path = format!("/api/config/dns/hosts/{}", utf8_percent_encode(entry, NON_ALPHANUMERIC));
         let response = self.send(method.clone(), &path).await?;
         let status = response.status();
-        // Already there (add) or already gone (delete): the goal holds.
-        let settled = (method == Method::PUT && status == StatusCode::BAD_REQUEST)
-            || (method == Method::DELETE && status == StatusCode::NOT_FOUND);
-        if status.is_success() || settled {
-            Ok(())
-        } else {
-            Err(http::rejected(WHAT, response).await)
+        if status.is_success() || (method == Method::DELETE && status == StatusCode::NOT_FOUND) {
+            // Added, or already gone: the goal holds.
+            return Ok(());
         }
+        let body = response.text().await.unwrap_or_default();
+        if method == Method::PUT && status == StatusCode::BAD_REQUEST && body.contains("Item already present") {
+            return Ok(());
+        }
+        Err(http::refused(WHAT, status, &body))
     }
 
     async fn load_ledger(&self) -> BTreeSet<String> {

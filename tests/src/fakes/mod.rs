@@ -22,7 +22,7 @@ pub use pihole::FakePihole;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -64,11 +64,19 @@ pub(crate) struct HttpReply {
 
 impl HttpReply {
     pub fn json(status: u16, body: Value) -> HttpReply {
-        HttpReply { status, body: Some(body), headers: Vec::new() }
+        HttpReply {
+            status,
+            body: Some(body),
+            headers: Vec::new(),
+        }
     }
 
     pub fn empty(status: u16) -> HttpReply {
-        HttpReply { status, body: None, headers: Vec::new() }
+        HttpReply {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
     }
 
     pub fn with_header(mut self, name: &'static str, value: String) -> HttpReply {
@@ -89,9 +97,10 @@ impl HttpReply {
         let mut response = Response::new(Full::new(body));
         *response.status_mut() = status;
         if has_body {
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
         }
         for (name, value) in self.headers {
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -114,7 +123,9 @@ pub(crate) struct Server {
 
 impl Server {
     pub async fn start(handler: Handler) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("fake server: cannot bind 127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("fake server: cannot bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("fake server: no local address");
         let task = tokio::spawn(accept_loop(listener, handler));
         Server { addr, task }
@@ -138,7 +149,7 @@ async fn accept_loop(listener: TcpListener, handler: Handler) {
         while connections.try_join_next().is_some() {}
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors and the like: back off instead of spinning.
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let handler = handler.clone();
@@ -182,6 +193,13 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     rand::random()
 }
 
+/// `now + d` that cannot overflow, whatever validity or TTL a test passes.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(1 << 32)))
+        .unwrap_or(now)
+}
+
 /// (year, month, day, hour, minute, second, millisecond) in UTC.
 fn civil(time: SystemTime) -> (i64, i64, i64, i64, i64, i64, i64) {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -198,7 +216,15 @@ fn civil(time: SystemTime) -> (i64, i64, i64, i64, i64, i64, i64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60, millis)
+    (
+        year,
+        month,
+        day,
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+        millis,
+    )
 }
 
 /// `2025-02-04T20:40:46.340Z`: JavaScript's `Date.toISOString()`.
@@ -217,13 +243,15 @@ pub(crate) fn sql_datetime(time: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn dates_format_like_javascript_and_sqlite() {
         let t = UNIX_EPOCH + Duration::from_millis(1_738_701_646_340);
         assert_eq!(iso_millis(t), "2025-02-04T20:40:46.340Z");
         assert_eq!(sql_datetime(t), "2025-02-04 20:40:46");
-        assert_eq!(iso_millis(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            iso_millis(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 }

@@ -43,7 +43,7 @@ use base64::engine::general_purpose::STANDARD;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
-use super::{HttpReply, HttpRequest, Server, lock, random_bytes};
+use super::{HttpReply, HttpRequest, Server, later, lock, random_bytes};
 
 /// FTL's default `webserver.api.max_sessions`.
 const MAX_SESSIONS: usize = 16;
@@ -91,7 +91,10 @@ impl FakePihole {
         let shared = Arc::new(Shared {
             password: password.to_string(),
             validity,
-            state: Mutex::new(State { slots: (0..MAX_SESSIONS).map(|_| None).collect(), hosts: Vec::new() }),
+            state: Mutex::new(State {
+                slots: (0..MAX_SESSIONS).map(|_| None).collect(),
+                hosts: Vec::new(),
+            }),
             requests: AtomicUsize::new(0),
             logins: AtomicUsize::new(0),
             down: AtomicBool::new(false),
@@ -228,10 +231,17 @@ const DELETE_COOKIE: &str = "sid=deleted; SameSite=Lax; Path=/; Max-Age=-1; Expi
 
 impl Shared {
     fn handle(&self, request: HttpRequest) -> HttpReply {
-        let ctx = Ctx { started: Instant::now() };
+        let ctx = Ctx {
+            started: Instant::now(),
+        };
         self.requests.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
-            return ctx.error(503, "service_unavailable", "Service Unavailable", Some("fake Pi-hole is down".into()));
+            return ctx.error(
+                503,
+                "service_unavailable",
+                "Service Unavailable",
+                Some("fake Pi-hole is down".into()),
+            );
         }
         // civetweb hands FTL the percent-decoded path (`local_uri_raw`), decoded
         // without form rules: `%20` is a space, `+` stays a plus.
@@ -248,18 +258,27 @@ impl Shared {
                 _ => ctx.not_found(&path),
             };
         }
-        let config_item = if path == "/api/config" { Some("") } else { path.strip_prefix("/api/config/") };
+        let config_item = if path == "/api/config" {
+            Some("")
+        } else {
+            path.strip_prefix("/api/config/")
+        };
         if let Some(item) = config_item {
             if !matches!(method, "GET" | "PATCH" | "PUT" | "DELETE") {
                 return ctx.not_found(&path);
             }
             // FTL checks the session before the handler looks at anything else.
-            if self.authenticate(&mut state, &request, &payload).is_err() {
+            if self.authenticate(&mut state, &request, &payload, true).is_err() {
                 return ctx.error(401, "unauthorized", "Unauthorized", None);
             }
             return match method {
                 "GET" => get_config(&ctx, &state, item),
-                "PATCH" => ctx.error(400, "bad_request", "PATCH /api/config is not modelled by the fake", None),
+                "PATCH" => ctx.error(
+                    400,
+                    "bad_request",
+                    "PATCH /api/config is not modelled by the fake",
+                    None,
+                ),
                 _ if item.is_empty() => ctx.not_found(&path),
                 _ => put_delete_config(&ctx, &mut state, method == "PUT", item),
             };
@@ -268,11 +287,22 @@ impl Shared {
     }
 
     /// FTL's `check_client_auth`: finds the session id and, if it names a live
-    /// session, extends that session's life.
-    fn authenticate(&self, state: &mut State, request: &HttpRequest, payload: &Payload) -> Result<usize, Denied> {
+    /// session, extends that session's life. `is_api` is false for /api/auth
+    /// itself, where FTL accepts a cookie without the CSRF header.
+    fn authenticate(
+        &self,
+        state: &mut State,
+        request: &HttpRequest,
+        payload: &Payload,
+        is_api: bool,
+    ) -> Result<usize, Denied> {
         let (sid, from_cookie) = find_sid(request, payload).ok_or("no SID provided")?;
-        let csrf = if from_cookie {
-            Some(request.header("X-CSRF-TOKEN").ok_or("Cookie authentication without CSRF token")?)
+        let csrf = if from_cookie && is_api {
+            Some(
+                request
+                    .header("X-CSRF-TOKEN")
+                    .ok_or("Cookie authentication without CSRF token")?,
+            )
         } else {
             None
         };
@@ -289,7 +319,7 @@ impl Shared {
         if !session.live(now) {
             return Err("session expired");
         }
-        session.valid_until = now + self.validity;
+        session.valid_until = later(now, self.validity);
         Ok(slot)
     }
 
@@ -307,7 +337,7 @@ impl Shared {
             Some(Value::String(password)) => password.as_str(),
             Some(_) => return ctx.error(400, "bad_request", "Field password has to be of type 'string'", None),
         };
-        let current = self.authenticate(state, request, payload);
+        let current = self.authenticate(state, request, payload, false);
         if let Ok(slot) = current
             && password.is_empty()
         {
@@ -340,7 +370,7 @@ impl Shared {
         state.slots[free] = Some(Session {
             sid: new_sid(),
             csrf: new_sid(),
-            valid_until: now + self.validity,
+            valid_until: later(now, self.validity),
             forced_expired: false,
         });
         self.logins.fetch_add(1, Ordering::SeqCst);
@@ -348,14 +378,14 @@ impl Shared {
     }
 
     fn auth_status(&self, ctx: &Ctx, state: &mut State, request: &HttpRequest, payload: &Payload) -> HttpReply {
-        match self.authenticate(state, request, payload) {
+        match self.authenticate(state, request, payload, false) {
             Ok(slot) => self.session_reply(ctx, state, slot, "correct password"),
             Err(why) => invalid_session(ctx, 401, why),
         }
     }
 
     fn logout(&self, ctx: &Ctx, state: &mut State, request: &HttpRequest, payload: &Payload) -> HttpReply {
-        match self.authenticate(state, request, payload) {
+        match self.authenticate(state, request, payload, false) {
             Ok(slot) => {
                 state.slots[slot] = None;
                 HttpReply::empty(204).with_header("Set-Cookie", DELETE_COOKIE.to_string())
@@ -372,7 +402,11 @@ impl Shared {
         // FTL computes whole seconds (valid_until - now); round so that a fresh
         // session reports exactly the configured timeout.
         let validity = (remaining.as_millis() + 500) / 1000;
-        let cookie = format!("sid={}; SameSite=Lax; Path=/; Max-Age={}; HttpOnly", session.sid, self.validity.as_secs());
+        let cookie = format!(
+            "sid={}; SameSite=Lax; Path=/; Max-Age={}; HttpOnly",
+            session.sid,
+            self.validity.as_secs()
+        );
         HttpReply::json(
             200,
             json!({
@@ -421,7 +455,9 @@ fn find_sid(request: &HttpRequest, payload: &Payload) -> Option<(String, bool)> 
         return Some((sid.to_string(), false));
     }
     let cookie = request.header("cookie").and_then(|cookies| {
-        cookies.split(';').find_map(|c| c.trim().strip_prefix("sid=").map(str::to_string))
+        cookies
+            .split(';')
+            .find_map(|c| c.trim().strip_prefix("sid=").map(str::to_string))
     });
     if let Some(sid) = cookie {
         return Some((sid, true));
@@ -446,7 +482,11 @@ fn get_config(ctx: &Ctx, state: &State, item: &str) -> HttpReply {
         ["dns", "hosts", ..] => true,
         _ => false,
     };
-    let config = if covers_hosts { json!({ "dns": { "hosts": state.hosts } }) } else { json!({}) };
+    let config = if covers_hosts {
+        json!({ "dns": { "hosts": state.hosts } })
+    } else {
+        json!({})
+    };
     HttpReply::json(200, json!({ "config": config, "took": ctx.took() }))
 }
 
@@ -514,7 +554,9 @@ fn validate_dns_hosts(entries: &[String]) -> Result<(), String> {
             return Err(format!("dns.hosts[{i}]: found no first element (\"{entry}\")"));
         }
         if ip.parse::<std::net::Ipv4Addr>().is_err() && ip.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("dns.hosts[{i}]: neither a valid IPv4 nor IPv6 address (\"{ip}\")"));
+            return Err(format!(
+                "dns.hosts[{i}]: neither a valid IPv4 nor IPv6 address (\"{ip}\")"
+            ));
         }
         let mut names = 0;
         for token in rest.unwrap_or("").split([' ', '\t']) {
@@ -531,7 +573,9 @@ fn validate_dns_hosts(entries: &[String]) -> Result<(), String> {
             names += 1;
         }
         if names < 1 {
-            return Err(format!("dns.hosts[{i}]: entry does not have at least one hostname (\"{entry}\")"));
+            return Err(format!(
+                "dns.hosts[{i}]: entry does not have at least one hostname (\"{entry}\")"
+            ));
         }
     }
     Ok(())

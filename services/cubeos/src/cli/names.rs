@@ -23,11 +23,21 @@ pub async fn list(config: &Config, dns: bool, as_json: bool) -> anyhow::Result<(
         (Some(true), None) => "healthy".into(),
         _ => "not synced yet".into(),
     };
-    output::line(&format!("backend: {} ({health})", reply["backend"].as_str().unwrap_or("?")));
+    output::line(&format!(
+        "backend: {} ({health})",
+        reply["backend"].as_str().unwrap_or("?")
+    ));
     let dash = || "-".to_string();
     let rows: Vec<Vec<String>> = entries
         .into_iter()
-        .map(|e| vec![e.name, e.desired.unwrap_or_else(dash), e.actual.unwrap_or_else(dash), e.status])
+        .map(|e| {
+            vec![
+                e.name,
+                e.desired.unwrap_or_else(dash),
+                e.actual.unwrap_or_else(dash),
+                e.status,
+            ]
+        })
         .collect();
     output::table(&["NAME", "DESIRED", "ACTUAL", "STATUS"], &rows);
     Ok(())
