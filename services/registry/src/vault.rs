@@ -3,15 +3,14 @@
 //!
 //! Secrets are stored sealed with the data dir's key ([`SecretBox::at_rest`]) and
 //! never returned: replies say only whether one is set. Whoever uses a secret — the
-//! network-mode service bringing WiFi up, a mount — reads the row and opens it
-//! there ([`open_wifi_password`]).
+//! network-mode service bringing WiFi up, a mount — reads the row from the store
+//! and opens it there with the data dir's key ([`SecretBox::open`]).
 
 use cubeos_shared::models::{Mount, NetworkConfig, NetworkMode, VpnConfig};
 use cubeos_shared::secrets::{Secret, SecretBox};
 use cubeos_shared::validate;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use zeroize::Zeroizing;
 
 use crate::error::{RegistryError, Result};
 use crate::store::Store;
@@ -104,14 +103,6 @@ pub async fn set_network(store: &Store, key: &SecretBox, changes: NetworkChanges
     .bind(changes.wifi_client_interface)
     .fetch_one(&store.writer)
     .await?)
-}
-
-/// The WiFi password, opened: for the service that brings WiFi up, on this host.
-pub fn open_wifi_password(config: &NetworkConfig, key: &SecretBox) -> Result<Zeroizing<String>> {
-    if config.wifi_password.is_empty() {
-        return Ok(Zeroizing::new(String::new()));
-    }
-    Ok(key.open(&config.wifi_password)?)
 }
 
 pub async fn add_mount(store: &Store, key: &SecretBox, mounts_dir: &std::path::Path, new: NewMount) -> Result<Mount> {
