@@ -522,11 +522,12 @@ fn route(inner: &Arc<Inner>, topic: String, payload: Vec<u8>, retain: bool) {
         }
         return;
     }
-    if let Some((service, action)) = topics::parse_command(&topic) {
-        if inner.options.service.as_deref() == Some(service) && inner.serving.load(Ordering::SeqCst) {
-            dispatch(inner, action.to_owned(), payload);
-            return;
-        }
+    if let Some((service, action)) = topics::parse_command(&topic)
+        && inner.options.service.as_deref() == Some(service)
+        && inner.serving.load(Ordering::SeqCst)
+    {
+        dispatch(inner, action.to_owned(), payload);
+        return;
     }
     let message = Message { topic, payload, retain };
     let mut subs = inner.subscribers.lock().unwrap_or_else(|p| p.into_inner());

@@ -13,10 +13,10 @@ pub fn init(config: &LogConfig) {
     let mut filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
     for directive in QUIET {
         let target = directive.split('=').next().unwrap_or_default();
-        if !config.level.contains(target) {
-            if let Ok(d) = directive.parse() {
-                filter = filter.add_directive(d);
-            }
+        if !config.level.contains(target)
+            && let Ok(d) = directive.parse()
+        {
+            filter = filter.add_directive(d);
         }
     }
     use std::io::IsTerminal;

@@ -53,8 +53,10 @@ pub fn free_port() -> u16 {
 
 /// A configuration with free loopback ports and its data under `dir`.
 pub fn test_config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_path_buf();
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
     let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
     config.broker.tcp_listen = tcp;
     config.broker.address = tcp;

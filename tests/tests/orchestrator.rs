@@ -458,7 +458,7 @@ async fn casaos_store_apps_install_and_converge() {
                 None::<bollard::query_parameters::InspectServiceOptions>,
             )
             .await
-            .or_else(|_| Err(()))
+            .map_err(|_| ())
             .ok();
         let spec = match service {
             Some(s) => s.spec.unwrap(),
@@ -522,11 +522,17 @@ async fn an_installed_app_gets_a_name_that_resolves_and_proxies() {
     .await;
     system.start_proxy().await;
     let bus = system.client("t").await;
-    install(&bus, json!({ "compose": web_app("named", "hello-by-name"), "name": "named" }))
-        .await
-        .expect("installs");
+    install(
+        &bus,
+        json!({ "compose": web_app("named", "hello-by-name"), "name": "named" }),
+    )
+    .await
+    .expect("installs");
     let port = app_port(&bus, "named").await;
-    eventually("the app serves on its port", 30, async || curl(port).filter(|b| b == "hello-by-name")).await;
+    eventually("the app serves on its port", 30, async || {
+        curl(port).filter(|b| b == "hello-by-name")
+    })
+    .await;
     eventually("its name resolves", 10, async || {
         (dns.dig("named.cubeos.cube").1 == ["10.42.24.1"]).then_some(())
     })
@@ -536,7 +542,9 @@ async fn an_installed_app_gets_a_name_that_resolves_and_proxies() {
     })
     .await;
 
-    bus.request("orchestrator", "remove", &json!({ "name": "named" })).await.expect("removes");
+    bus.request("orchestrator", "remove", &json!({ "name": "named" }))
+        .await
+        .expect("removes");
     eventually("the name is gone from DNS", 10, async || {
         (dns.dig("named.cubeos.cube").0 == "NXDOMAIN").then_some(())
     })

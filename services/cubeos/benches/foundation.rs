@@ -129,10 +129,9 @@ async fn main() {
             &credentials.password,
         ))
         .await
+            && bus.request("registry", "state.get", &json!({})).await.is_ok()
         {
-            if bus.request("registry", "state.get", &json!({})).await.is_ok() {
-                break bus;
-            }
+            break bus;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

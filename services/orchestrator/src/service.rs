@@ -475,10 +475,10 @@ impl Orchestrator {
 
     /// Removes everything an install may have created.
     async fn undo_install(&self, name: &str, keep_data: bool) {
-        if let Ok(docker) = self.docker().await {
-            if let Err(e) = stack::remove(&docker, name, &self.instance, !keep_data).await {
-                warn!(app = name, error = %e, "rollback: stack not removed");
-            }
+        if let Ok(docker) = self.docker().await
+            && let Err(e) = stack::remove(&docker, name, &self.instance, !keep_data).await
+        {
+            warn!(app = name, error = %e, "rollback: stack not removed");
         }
         match self.bus.request(REGISTRY, "app.delete", &json!({ "name": name })).await {
             Ok(_) => {}
@@ -496,10 +496,10 @@ impl Orchestrator {
         } else {
             std::fs::remove_dir_all(&app_dir)
         };
-        if let Err(e) = result {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                warn!(app = name, error = %e, "app files not removed");
-            }
+        if let Err(e) = result
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(app = name, error = %e, "app files not removed");
         }
     }
 
@@ -702,10 +702,8 @@ impl Orchestrator {
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned(), status.clone())
             != Some(status.clone());
-        if changed {
-            if let Err(e) = self.bus.publish_state(&topics::app_status(name), &status).await {
-                warn!(error = %e, "status not sent");
-            }
+        if changed && let Err(e) = self.bus.publish_state(&topics::app_status(name), &status).await {
+            warn!(error = %e, "status not sent");
         }
     }
 
@@ -914,22 +912,15 @@ pub async fn reconcile_loop(orch: Arc<Orchestrator>, mut shutdown: cubeos_shared
         };
         let wait = if events.is_some() { interval } else { backoff };
         let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = tokio::time::sleep_until(deadline) => break,
-                event = async { match events.as_mut() { Some(e) => e.next().await, None => std::future::pending().await } } => {
-                    match event {
-                        Some(Ok(_)) => {
-                            // Let a burst of events settle, then look again.
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            break;
-                        }
-                        _ => {
-                            orch.forget_docker().await;
-                            break;
-                        }
-                    }
+        // Whichever comes first: the next pass, a Docker event, or shutdown.
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep_until(deadline) => {}
+            event = async { match events.as_mut() { Some(e) => e.next().await, None => std::future::pending().await } } => {
+                match event {
+                    // Let a burst of events settle, then look again.
+                    Some(Ok(_)) => tokio::time::sleep(Duration::from_millis(500)).await,
+                    _ => orch.forget_docker().await,
                 }
             }
         }

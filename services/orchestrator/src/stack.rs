@@ -317,11 +317,11 @@ pub async fn task_summary(docker: &Docker, service: &str) -> Result<(i64, Option
             running += 1;
         }
         let when = task.updated_at.clone().unwrap_or_default();
-        if let Some(err) = status.and_then(|s| s.err.clone()).filter(|e| !e.is_empty()) {
-            if newest.as_ref().is_none_or(|n: &String| when > *n) {
-                newest = Some(when);
-                error = Some(err);
-            }
+        if let Some(err) = status.and_then(|s| s.err.clone()).filter(|e| !e.is_empty())
+            && newest.as_ref().is_none_or(|n: &String| when > *n)
+        {
+            newest = Some(when);
+            error = Some(err);
         }
     }
     Ok((running, error))

@@ -237,10 +237,10 @@ impl Allocator {
 
     async fn swarm_ports(&self) -> Result<swarm::Published, String> {
         let mut link = self.docker.lock().await;
-        if let DockerLink::Down { since, reason } = &*link {
-            if since.elapsed() < DOCKER_RETRY {
-                return Err(reason.clone());
-            }
+        if let DockerLink::Down { since, reason } = &*link
+            && since.elapsed() < DOCKER_RETRY
+        {
+            return Err(reason.clone());
         }
         if !matches!(*link, DockerLink::Up(_)) {
             match cubeos_shared::docker::connect(&self.docker_config).await {

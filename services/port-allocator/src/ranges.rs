@@ -37,6 +37,8 @@ impl PortRange {
         (self.start..=self.end).contains(&port)
     }
 
+    // A range holds at least one port (start <= end is checked at parse): never empty.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         usize::from(self.end - self.start) + 1
     }

@@ -115,5 +115,6 @@ fn main() {
         )
         .await;
         let _ = hup_sink.kill();
+        let _ = hup_sink.wait();
     });
 }

@@ -196,7 +196,7 @@ pub async fn create(store: &Store, data_dir: &Path, new: NewApp) -> Result<AppRe
     for spec in &fqdn_specs {
         fqdns::insert(&mut tx, app_id, spec).await?;
     }
-    let record = load_record(&mut *tx, &new.name).await?;
+    let record = load_record(&mut tx, &new.name).await?;
     tx.commit().await?;
     Ok(record)
 }
@@ -244,7 +244,7 @@ pub async fn update(store: &Store, changes: AppChanges) -> Result<AppRecord> {
     .bind(current.id)
     .execute(&mut *tx)
     .await?;
-    let record = load_record(&mut *tx, &changes.name).await?;
+    let record = load_record(&mut tx, &changes.name).await?;
     tx.commit().await?;
     Ok(record)
 }
@@ -272,7 +272,7 @@ pub async fn delete(store: &Store, name: &str) -> Result<Vec<String>> {
 pub async fn get(store: &Store, name: &str) -> Result<AppRecord> {
     validate::name("name", name)?;
     let mut conn = store.reader.acquire().await?;
-    load_record(&mut *conn, name).await
+    load_record(&mut conn, name).await
 }
 
 pub async fn list(store: &Store, filter: &AppFilter) -> Result<Vec<AppRecord>> {

@@ -477,11 +477,7 @@ fn get_config(ctx: &Ctx, state: &State, item: &str) -> HttpReply {
     let path: Vec<&str> = item.split('/').filter(|p| !p.is_empty()).collect();
     // FTL returns every element under the requested path; of the whole tree the
     // fake knows only dns.hosts.
-    let covers_hosts = match path.as_slice() {
-        [] | ["dns"] => true,
-        ["dns", "hosts", ..] => true,
-        _ => false,
-    };
+    let covers_hosts = matches!(path.as_slice(), [] | ["dns"] | ["dns", "hosts", ..]);
     let config = if covers_hosts {
         json!({ "dns": { "hosts": state.hosts } })
     } else {
@@ -495,7 +491,7 @@ fn put_delete_config(ctx: &Ctx, state: &mut State, put: bool, item: &str) -> Htt
     let path: Vec<&str> = item.split('/').collect();
     // FTL's gen_config_path drops one trailing empty element.
     let path = match path.split_last() {
-        Some((last, rest)) if last.is_empty() => rest,
+        Some((&"", rest)) => rest,
         _ => path.as_slice(),
     };
     if path.len() < 2 {

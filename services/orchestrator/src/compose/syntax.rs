@@ -106,9 +106,8 @@ pub fn environment(v: &Value, vars: &BTreeMap<String, String>) -> SyntaxResult<V
         if key.is_empty() || key.contains('\0') {
             return Err(format!("invalid variable name '{key}'"));
         }
-        match value.or_else(|| vars.get(key).cloned()) {
-            Some(value) => out.push(format!("{key}={value}")),
-            None => {}
+        if let Some(value) = value.or_else(|| vars.get(key).cloned()) {
+            out.push(format!("{key}={value}"))
         }
         Ok(())
     };
@@ -243,10 +242,11 @@ pub fn ports(v: &Value) -> SyntaxResult<Vec<PortMapping>> {
             };
             let proto = protocol(&map.get("protocol").and_then(scalar).unwrap_or_default())?;
             let mode = map.get("mode").and_then(scalar);
-            if let Some(m) = &mode {
-                if m != "host" && m != "ingress" {
-                    return Err(format!("mode '{m}' is not host or ingress"));
-                }
+            if let Some(m) = &mode
+                && m != "host"
+                && m != "ingress"
+            {
+                return Err(format!("mode '{m}' is not host or ingress"));
             }
             let host_ip = map.get("host_ip").and_then(scalar).filter(|s| !s.is_empty());
             expand(t0, t1, published, proto, mode, host_ip)
@@ -293,12 +293,13 @@ fn expand(
     host_ip: Option<String>,
 ) -> SyntaxResult<Vec<PortMapping>> {
     let count = t1 - t0;
-    if let Some((p0, p1)) = published {
-        if p1 - p0 != count && p0 != p1 {
-            return Err(format!(
-                "published range {p0}-{p1} and target range {t0}-{t1} differ in size"
-            ));
-        }
+    if let Some((p0, p1)) = published
+        && p1 - p0 != count
+        && p0 != p1
+    {
+        return Err(format!(
+            "published range {p0}-{p1} and target range {t0}-{t1} differ in size"
+        ));
     }
     Ok((0..=count)
         .map(|i| PortMapping {
@@ -404,10 +405,11 @@ fn check_target(target: &str) -> SyntaxResult<()> {
 /// A duration: `1m30s`, `10s`, `500ms`, `1h`, or a number of seconds.
 pub fn duration(v: &Value) -> SyntaxResult<Duration> {
     let s = scalar(v).ok_or("a duration is a string like '30s'")?;
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs.min(1e9)));
-        }
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Ok(Duration::from_secs_f64(secs.min(1e9)));
     }
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
