@@ -121,14 +121,21 @@ pub fn node(node_id: &str, suffix: &str) -> String {
     format!("cubeos/nodes/{node_id}/{suffix}")
 }
 
+/// Every state topic lies below this.
+pub const STATE_ROOT: &str = "cubeos/state";
+/// Every hardware topic lies below this.
+pub const HARDWARE_ROOT: &str = "cubeos/hw";
+/// Every node topic lies below this.
+pub const NODES_ROOT: &str = "cubeos/nodes";
+
 /// `cubeos/hw/<device>`: the subtree one hardware device may publish under.
 pub fn hardware_root(device: &str) -> String {
-    format!("cubeos/hw/{device}")
+    format!("{HARDWARE_ROOT}/{device}")
 }
 
 /// `cubeos/nodes/<node-id>`: the subtree one node agent may use.
 pub fn node_root(node_id: &str) -> String {
-    format!("cubeos/nodes/{node_id}")
+    format!("{NODES_ROOT}/{node_id}")
 }
 
 /// `cubeos/events/auth/revoked`: sessions or users whose live connections must end
@@ -138,7 +145,7 @@ pub fn auth_revoked() -> String {
 }
 
 /// Roots outside clients may read: state, events and liveness.
-pub const READABLE_ROOTS: &[&str] = &["cubeos/state", "cubeos/events", "cubeos/svc"];
+pub const READABLE_ROOTS: &[&str] = &[STATE_ROOT, "cubeos/events", "cubeos/svc"];
 
 /// True when `topic_or_filter` lies strictly below `root` (a topic root without
 /// wildcards): its leading levels equal `root`'s literally and at least one follows.

@@ -57,7 +57,7 @@ pub fn publish_rule<'t>(who: &Identity, topic: &'t str) -> PublishRule<'t> {
                 return PublishRule::Command { service, action };
             }
             let admin_may = who.role == Role::Admin
-                && (topics::is_within(topic, "cubeos/hw") || topics::is_within(topic, "cubeos/nodes"));
+                && (topics::is_within(topic, topics::HARDWARE_ROOT) || topics::is_within(topic, topics::NODES_ROOT));
             return if admin_may && !has_wildcard(topic) {
                 PublishRule::Forward
             } else {
@@ -91,7 +91,7 @@ pub fn subscribe_grant(who: &Identity, filter: &str, asked: QoS) -> Option<QoS> 
     if !allowed {
         return None;
     }
-    Some(if topics::is_within(filter, "cubeos/state") {
+    Some(if topics::is_within(filter, topics::STATE_ROOT) {
         QoS::AtMostOnce
     } else {
         asked
