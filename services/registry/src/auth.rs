@@ -82,8 +82,15 @@ impl Registry {
         keys
     }
 
-    /// Checks a password or token for `username`, counting failures.
-    async fn check_secret(&self, username: &str, secret: &Secret, address: Option<&str>) -> Result<Granted> {
+    /// Checks a password (or, with `tokens`, also a token) for `username`,
+    /// counting failures.
+    async fn check_secret(
+        &self,
+        username: &str,
+        secret: &Secret,
+        address: Option<&str>,
+        tokens: bool,
+    ) -> Result<Granted> {
         let keys = Self::throttle_keys(username, address);
         if let Err(wait) = self.throttle.check(&keys) {
             return Err(RegistryError::Unauthorized(format!(
@@ -92,7 +99,11 @@ impl Registry {
             )));
         }
         let plain = secret.reveal(&self.secrets)?;
-        let granted = if plain.starts_with(TOKEN_PREFIX) {
+        let is_token = plain.starts_with(TOKEN_PREFIX);
+        if is_token && !tokens {
+            return Err(wrong_credentials());
+        }
+        let granted = if is_token {
             self.check_token(username, &plain).await?
         } else {
             self.check_password(username, plain).await?.map(|user| Granted {
@@ -151,7 +162,10 @@ impl Registry {
     /// `auth.connect`: anonymous is let in only before setup.
     pub async fn auth_connect(&self, args: ConnectArgs) -> Result<Granted> {
         match (args.username, args.password) {
-            (Some(username), Some(password)) => self.check_secret(&username, &password, args.address.as_deref()).await,
+            (Some(username), Some(password)) => {
+                self.check_secret(&username, &password, args.address.as_deref(), true)
+                    .await
+            }
             (None, None) if !settings::setup_complete(&self.store).await? => Ok(Granted {
                 user: String::new(),
                 role: Role::Anonymous,
@@ -183,12 +197,8 @@ impl Registry {
 
     /// `auth.login`: a password for a session token.
     pub async fn auth_login(&self, caller: &Caller, args: Credentials) -> Result<Value> {
-        let plain = args.password.reveal(&self.secrets)?;
-        if plain.starts_with(TOKEN_PREFIX) {
-            return Err(wrong_credentials());
-        }
         let granted = self
-            .check_secret(&args.username, &args.password, caller.address.as_deref())
+            .check_secret(&args.username, &args.password, caller.address.as_deref(), false)
             .await?;
         let user = users::require(&self.store, &granted.user).await?;
         self.new_session(&user).await
@@ -273,7 +283,8 @@ impl Registry {
                 .current_password
                 .as_ref()
                 .ok_or_else(|| cubeos_shared::validate::FieldError::new("current_password", "required"))?;
-            self.check_secret(&target, current, caller.address.as_deref()).await?;
+            self.check_secret(&target, current, caller.address.as_deref(), false)
+                .await?;
         }
         let plain = args.password.reveal(&self.secrets)?;
         users::check_password(&plain)?;

@@ -119,10 +119,7 @@ pub async fn get(store: &Store, username: &str) -> Result<Option<User>> {
 }
 
 pub async fn require(store: &Store, username: &str) -> Result<User> {
-    get(store, username).await?.ok_or_else(|| RegistryError::NotFound {
-        what: "user",
-        name: username.to_owned(),
-    })
+    get(store, username).await?.ok_or_else(|| not_found(username))
 }
 
 pub async fn list(store: &Store) -> Result<Vec<User>> {
@@ -140,14 +137,7 @@ pub async fn count(store: &Store) -> Result<i64> {
 /// Deletes a user (their sessions go with them). The last admin stays.
 pub async fn delete(store: &Store, username: &str) -> Result<User> {
     let mut tx = store.writer.begin().await?;
-    let user = sqlx::query_as::<_, User>("SELECT * FROM users WHERE username = ?")
-        .bind(username)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| RegistryError::NotFound {
-            what: "user",
-            name: username.to_owned(),
-        })?;
+    let user = in_tx(&mut tx, username).await?;
     if user.role == Role::Admin && admins(&mut tx).await? <= 1 {
         return Err(RegistryError::Protected("the last admin cannot be deleted".into()));
     }
@@ -163,14 +153,7 @@ pub async fn delete(store: &Store, username: &str) -> Result<User> {
 pub async fn set_role(store: &Store, username: &str, role: Role) -> Result<User> {
     check_role(role)?;
     let mut tx = store.writer.begin().await?;
-    let user = sqlx::query_as::<_, User>("SELECT * FROM users WHERE username = ?")
-        .bind(username)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| RegistryError::NotFound {
-            what: "user",
-            name: username.to_owned(),
-        })?;
+    let user = in_tx(&mut tx, username).await?;
     if user.role == Role::Admin && role != Role::Admin && admins(&mut tx).await? <= 1 {
         return Err(RegistryError::Protected("the last admin cannot be demoted".into()));
     }
@@ -192,10 +175,23 @@ pub async fn set_password_hash(store: &Store, username: &str, password_hash: &st
     .bind(username)
     .fetch_optional(&store.writer)
     .await?
-    .ok_or_else(|| RegistryError::NotFound {
+    .ok_or_else(|| not_found(username))
+}
+
+/// The user, read in the writer's transaction that is about to change them.
+async fn in_tx(tx: &mut sqlx::SqliteConnection, username: &str) -> Result<User> {
+    sqlx::query_as::<_, User>("SELECT * FROM users WHERE username = ?")
+        .bind(username)
+        .fetch_optional(tx)
+        .await?
+        .ok_or_else(|| not_found(username))
+}
+
+fn not_found(username: &str) -> RegistryError {
+    RegistryError::NotFound {
         what: "user",
         name: username.to_owned(),
-    })
+    }
 }
 
 async fn admins(tx: &mut sqlx::SqliteConnection) -> Result<i64> {
