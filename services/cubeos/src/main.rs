@@ -13,7 +13,6 @@ mod output;
 mod services;
 mod up;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,27 +50,10 @@ enum Command {
     /// Ports: ranges, checks, allocations.
     #[command(subcommand)]
     Port(cli::port::PortCommand),
-    /// Create the first admin (first boot only).
-    Setup {
-        #[arg(short, long)]
-        username: String,
-        /// Read the password from the first line of stdin.
-        #[arg(long)]
-        password_stdin: bool,
-        /// Go through the gate at this address instead of running locally.
-        #[arg(long)]
-        gate: Option<SocketAddr>,
-    },
+    /// Create the first admin (first boot only; locally unless `--gate` is given).
+    Setup(cli::auth::SignIn),
     /// Sign in at the gate and keep the session (in ~/.config/cubeos, mode 0600).
-    Login {
-        #[arg(short, long)]
-        username: String,
-        #[arg(long)]
-        password_stdin: bool,
-        /// The gate's address (default: `gate.address`).
-        #[arg(long)]
-        gate: Option<SocketAddr>,
-    },
+    Login(cli::auth::SignIn),
     /// End the saved session.
     Logout,
     /// Users: add, list, remove, passwords, roles.
@@ -130,16 +112,8 @@ fn main() -> ExitCode {
             Command::App(cmd) => cli::app::run(&config, cmd).await,
             Command::State(cmd) => cli::state::run(&config, cmd).await,
             Command::Port(cmd) => cli::port::run(&config, cmd).await,
-            Command::Setup {
-                username,
-                password_stdin,
-                gate,
-            } => cli::auth::setup(&config, username, password_stdin, gate).await,
-            Command::Login {
-                username,
-                password_stdin,
-                gate,
-            } => cli::auth::login(&config, username, password_stdin, gate).await,
+            Command::Setup(who) => cli::auth::setup(&config, who).await,
+            Command::Login(who) => cli::auth::login(&config, who).await,
             Command::Logout => cli::auth::logout(&config).await,
             Command::User(cmd) => cli::user::run(&config, cmd).await,
             Command::Token(cmd) => cli::token::run(&config, cmd).await,

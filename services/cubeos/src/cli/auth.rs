@@ -3,23 +3,36 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use cubeos_shared::Config;
 use cubeos_shared::private_file;
 use cubeos_shared::topics::service::REGISTRY;
-use cubeos_shared::{Bus, BusOptions, Config};
 use serde_json::{Value, json};
 
 use super::{SavedLogin, connect_gate, login_path, rand_id, read_password};
 use crate::output;
 
+/// Who signs in, and where.
+#[derive(clap::Args)]
+pub struct SignIn {
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password from the first line of stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The gate's address (default: `gate.address`).
+    #[arg(long)]
+    pub gate: Option<SocketAddr>,
+}
+
 /// `cubeos setup`: creates the first admin. On the box it runs locally; elsewhere
 /// it goes through the gate, which lets anonymous clients in only for this, and
 /// only until setup is done. Through the gate, the new admin is also signed in.
-pub async fn setup(
-    config: &Config,
-    username: String,
-    password_stdin: bool,
-    gate: Option<SocketAddr>,
-) -> anyhow::Result<()> {
+pub async fn setup(config: &Config, who: SignIn) -> anyhow::Result<()> {
+    let SignIn {
+        username,
+        password_stdin,
+        gate,
+    } = who;
     let password = read_password("Password for the first admin: ", password_stdin)?;
     let local = gate.is_none() && cubeos_broker::Credentials::load(&config.credentials_path()).is_ok();
     if local {
@@ -32,9 +45,8 @@ pub async fn setup(
         return Ok(());
     }
     let gate = gate.unwrap_or(config.gate.address);
-    let mut options = BusOptions::new(config, format!("cli-{:016x}", rand_id()), "", "");
-    options.address = gate;
-    let bus = Bus::connect(options)
+    // No username: an anonymous CONNECT, which the gate accepts only before setup.
+    let bus = connect_gate(config, gate, format!("cli-{:016x}", rand_id()), "", "")
         .await
         .map_err(|e| anyhow::anyhow!("{e} (is setup already complete? then use `cubeos login`)"))?;
     let result = bus
@@ -51,12 +63,12 @@ pub async fn setup(
 }
 
 /// `cubeos login`: signs in at the gate and keeps the session token.
-pub async fn login(
-    config: &Config,
-    username: String,
-    password_stdin: bool,
-    gate: Option<SocketAddr>,
-) -> anyhow::Result<()> {
+pub async fn login(config: &Config, who: SignIn) -> anyhow::Result<()> {
+    let SignIn {
+        username,
+        password_stdin,
+        gate,
+    } = who;
     let gate = gate.unwrap_or(config.gate.address);
     let password = read_password(&format!("Password for {username}: "), password_stdin)?;
     let bus = connect_gate(config, gate, format!("cli-{:016x}", rand_id()), &username, &password).await?;
