@@ -22,10 +22,12 @@
 //!   environment overrides, humantime durations.
 //! - [`docker`]: the Docker Engine client (bollard), for the services that need it.
 //! - [`procnet`]: the host's bound ports and their processes, from `/proc`.
+//! - [`clock`]: UTC dates for timestamps.
 //! - [`telemetry`]: tracing setup.
 //! - [`service`]: the [`ServiceContext`] handed to each service's `run`.
 
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod docker;
 pub mod envelope;

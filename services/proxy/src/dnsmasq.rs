@@ -37,11 +37,12 @@ impl Dnsmasq {
             deleted: changes.delete.len(),
             ..Outcome::default()
         };
-        let mut changed = !changes.is_empty();
+        // A planned change always changes the file; a file changed by hand (say,
+        // reformatted) is rewritten too.
         let rendered = render_hosts(&want.records);
-        if rendered != current {
+        let changed = rendered != current;
+        if changed {
             write(&self.hosts_file, &rendered).await?;
-            changed = true;
         }
         if let (Some(path), Some(net)) = (&self.wildcard_file, &want.network) {
             let line = format!("{MARKER}\naddress=/{}/{}\n", net.domain, net.gateway);

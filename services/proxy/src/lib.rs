@@ -186,7 +186,7 @@ impl ProxyService {
         if let Ok(outcome) = &proxy {
             self.record_proxy_ids(&want, outcome).await;
         }
-        let now = now_rfc3339();
+        let now = cubeos_shared::clock::rfc3339(std::time::SystemTime::now());
         let mut errors = Vec::new();
         {
             let mut status_guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -232,7 +232,7 @@ impl ProxyService {
 
     /// Keeps `fqdns.npm_proxy_id` in step with the NPM hosts this service owns.
     async fn record_proxy_ids(&self, want: &Desired, outcome: &Outcome) {
-        if !matches!(&*self.proxy.lock().await, Proxy::Npm(_)) {
+        if self.config.proxy != ProxyBackendKind::Npm {
             return;
         }
         for (fqdn, stored) in &want.rows {
@@ -304,30 +304,6 @@ impl ProxyService {
     }
 }
 
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
@@ -357,10 +333,11 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     let mut system = bus.subscribe(&topics::system_state(), rumqttc::QoS::AtMostOnce).await?;
     bus.serve().await?;
     service.publish().await;
+    let status = service.status();
     info!(
         service = SERVICE,
-        dns = service.status().dns.backend,
-        proxy = service.status().proxy.backend,
+        dns = status.dns.backend,
+        proxy = status.proxy.backend,
         "service ready"
     );
 

@@ -33,11 +33,11 @@ impl Nginx {
         let desired = self.render_all(&want.routes);
         let owned = owned_files(&self.config.conf_dir).await?;
         let changes = plan(&desired, &owned);
+        // Once a pass succeeds, nginx serves exactly the desired routes.
         let mut outcome = Outcome {
             actual: want
                 .routes
                 .iter()
-                .filter(|(name, _)| owned.contains_key(&file_name(name)))
                 .map(|(name, r)| (name.clone(), format!("{}:{}", r.host, r.port)))
                 .collect(),
             ..Outcome::default()
@@ -62,11 +62,6 @@ impl Nginx {
         outcome.created = changes.create.iter().filter(|(f, _)| *f != MAP_FILE).count();
         outcome.updated = changes.update.iter().filter(|(f, _)| *f != MAP_FILE).count();
         outcome.deleted = changes.delete.len();
-        outcome.actual = want
-            .routes
-            .iter()
-            .map(|(name, r)| (name.clone(), format!("{}:{}", r.host, r.port)))
-            .collect();
         Ok(outcome)
     }
 

@@ -31,6 +31,7 @@ pub struct Pihole {
     password: Result<Zeroizing<String>, String>,
     sid: Option<Zeroizing<String>>,
     ledger: PathBuf,
+    owned: Option<BTreeSet<String>>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +68,7 @@ impl Pihole {
             password: http::password(WHAT, &config.password, key).map_err(|e| e.to_string()),
             sid: None,
             ledger: data_dir.join("proxy").join("pihole-owned.json"),
+            owned: None,
         }
     }
 
@@ -143,48 +145,38 @@ impl Pihole {
         Err(http::refused(WHAT, status, &body))
     }
 
-    async fn load_ledger(&self) -> BTreeSet<String> {
-        tokio::fs::read(&self.ledger)
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    /// The entries this service created, read from disk on the first pass and
+    /// kept in memory from then on.
+    async fn take_ledger(&mut self) -> BTreeSet<String> {
+        match self.owned.take() {
+            Some(owned) => owned,
+            None => tokio::fs::read(&self.ledger)
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default(),
+        }
     }
 
     pub async fn sync(&mut self, want: &Desired) -> Result<Outcome, BackendError> {
-        let actual = self.hosts().await?;
-        let mut ledger = self.load_ledger().await;
-        let actual_set: BTreeSet<&String> = actual.iter().collect();
+        let mut hosts = self.hosts().await?;
+        let mut owned = self.take_ledger().await;
+        let before = owned.clone();
         // An owned entry deleted behind our back is no longer ours to track.
-        ledger.retain(|e| actual_set.contains(e));
-        let by_name = parse(&actual);
-        let wanted: BTreeMap<String, String> = want.records.iter().map(|(n, ip)| (entry(*ip, n), n.clone())).collect();
+        owned.retain(|e| hosts.contains(e));
         let mut outcome = Outcome::default();
-        for (line, name) in &wanted {
-            if actual_set.contains(line) {
-                continue;
-            }
-            let foreign = by_name
-                .get(name)
-                .is_some_and(|lines| lines.iter().any(|l| !ledger.contains(*l)));
-            if foreign {
-                outcome.conflicts.push(name.clone());
-                continue;
-            }
-            self.change(Method::PUT, line).await?;
-            ledger.insert(line.clone());
-            outcome.created += 1;
-        }
-        let stale: Vec<String> = ledger.iter().filter(|e| !wanted.contains_key(*e)).cloned().collect();
-        for line in stale {
-            self.change(Method::DELETE, &line).await?;
-            ledger.remove(&line);
-            outcome.deleted += 1;
-        }
-        let json = serde_json::to_string_pretty(&ledger).unwrap_or_default();
-        write(&self.ledger, &json).await?;
-        let now = self.hosts().await?;
-        outcome.actual = parse(&now)
+        let applied = self.apply(want, &mut hosts, &mut owned, &mut outcome).await;
+        // Saved even when a change failed half-way: what was created is ours, and a
+        // later pass must still be allowed to remove it.
+        let saved = if owned == before {
+            Ok(())
+        } else {
+            write(&self.ledger, &serde_json::to_string_pretty(&owned).unwrap_or_default()).await
+        };
+        self.owned = Some(owned);
+        applied?;
+        saved?;
+        outcome.actual = parse(&hosts)
             .into_iter()
             .map(|(name, lines)| {
                 let addrs: Vec<&str> = lines.iter().filter_map(|l| l.split_whitespace().next()).collect();
@@ -192,6 +184,45 @@ impl Pihole {
             })
             .collect();
         Ok(outcome)
+    }
+
+    /// Adds what is missing and removes what is stale, keeping `hosts` (Pi-hole's
+    /// list) and `owned` in step with every change made.
+    async fn apply(
+        &mut self,
+        want: &Desired,
+        hosts: &mut Vec<String>,
+        owned: &mut BTreeSet<String>,
+        outcome: &mut Outcome,
+    ) -> Result<(), BackendError> {
+        let wanted: BTreeMap<String, &String> = want.records.iter().map(|(n, ip)| (entry(*ip, n), n)).collect();
+        // Names a person's entry holds.
+        let foreign: BTreeSet<String> = parse(hosts)
+            .into_iter()
+            .filter(|(_, lines)| lines.iter().any(|l| !owned.contains(*l)))
+            .map(|(name, _)| name)
+            .collect();
+        for (line, name) in &wanted {
+            if hosts.contains(line) {
+                continue;
+            }
+            if foreign.contains(*name) {
+                outcome.conflicts.push((*name).clone());
+                continue;
+            }
+            self.change(Method::PUT, line).await?;
+            hosts.push(line.clone());
+            owned.insert(line.clone());
+            outcome.created += 1;
+        }
+        let stale: Vec<String> = owned.iter().filter(|e| !wanted.contains_key(*e)).cloned().collect();
+        for line in stale {
+            self.change(Method::DELETE, &line).await?;
+            hosts.retain(|h| *h != line);
+            owned.remove(&line);
+            outcome.deleted += 1;
+        }
+        Ok(())
     }
 }
 
