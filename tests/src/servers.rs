@@ -12,6 +12,15 @@ use cubeos_shared::config::{DnsBackendKind, ProxyBackendKind};
 
 use crate::free_port;
 
+/// Polls `ready` for up to 10 s.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A child process killed when dropped.
 struct Process(Child);
 
@@ -57,11 +66,7 @@ impl Dnsmasq {
             .stderr(Stdio::null())
             .spawn()
             .expect("dnsmasq starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pid_file.exists() {
-            assert!(Instant::now() < deadline, "dnsmasq wrote no pid file");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until("dnsmasq to write its pid file", || pid_file.exists());
         Dnsmasq {
             port,
             hosts_file,
@@ -98,23 +103,14 @@ impl Dnsmasq {
             .and_then(|s| s.split(',').next())
             .unwrap_or("NO ANSWER")
             .to_owned();
-        let short = Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                name,
-                "A",
-                "+short",
-                "+time=2",
-                "+tries=1",
-            ])
-            .output()
-            .expect("dig");
-        let answers = String::from_utf8_lossy(&short.stdout)
+        // Answer lines: `name. TTL IN A address`; comments start with ';'.
+        let answers = text
             .lines()
-            .map(str::to_owned)
-            .filter(|l| !l.is_empty())
+            .filter(|l| !l.starts_with(';'))
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                (fields.len() == 5 && fields[3] == "A").then(|| fields[4].to_owned())
+            })
             .collect();
         (status, answers)
     }
@@ -153,11 +149,9 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err() {
-            assert!(Instant::now() < deadline, "nginx is not listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until("nginx to listen", || {
+            std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok()
+        });
         Nginx {
             port,
             prefix,

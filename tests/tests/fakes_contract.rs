@@ -88,7 +88,7 @@ async fn pihole_login_gives_a_session_and_refuses_bad_passwords_and_bodies() {
         (status, &body["error"]["message"]),
         (400, &json!("Field password has to be of type 'string'"))
     );
-    assert_eq!(pi.logins(), 0);
+    assert_eq!(pi.meter().logins(), 0);
 
     let (status, body) = pihole_login(&http, &pi, "hunter2").await;
     assert_eq!(status, 200);
@@ -101,7 +101,7 @@ async fn pihole_login_gives_a_session_and_refuses_bad_passwords_and_bodies() {
     let sid = session["sid"].as_str().expect("sid");
     assert_eq!(sid.len(), 23, "FTL's SIDs are 23 base64 characters");
     assert!(session["csrf"].is_string());
-    assert_eq!(pi.logins(), 1);
+    assert_eq!(pi.meter().logins(), 1);
 
     let (status, body) = call(http.get(&auth).header("X-FTL-SID", sid)).await;
     assert_eq!((status, &body["session"]["valid"]), (200, &json!(true)));
@@ -240,7 +240,7 @@ async fn pihole_sessions_slide_on_use_and_expire() {
     pi.expire_sessions();
     let (status, _) = call(http.get(&url).header("X-FTL-SID", &sid)).await;
     assert_eq!(status, 401);
-    assert_eq!(pi.logins(), 2);
+    assert_eq!(pi.meter().logins(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,13 +273,13 @@ async fn pihole_logout_ends_the_session_and_seats_are_limited() {
 async fn pihole_down_answers_503_and_requests_are_counted() {
     let pi = FakePihole::start("hunter2", Duration::from_secs(300)).await;
     let http = Client::new();
-    pi.set_down(true);
+    pi.meter().set_down(true);
     let (status, body) = pihole_login(&http, &pi, "hunter2").await;
     assert_eq!(status, 503);
     assert!(body["error"]["message"].is_string());
-    pi.set_down(false);
+    pi.meter().set_down(false);
     sid_of(&http, &pi).await;
-    assert_eq!((pi.requests(), pi.logins()), (2, 1));
+    assert_eq!((pi.meter().requests(), pi.meter().logins()), (2, 1));
 }
 
 // ---------------------------------------------------------------------------
@@ -373,7 +373,7 @@ async fn npm_tokens_follow_npms_auth_errors_and_validation() {
         (status, body),
         (400, json!({ "error": { "code": 400, "message": "Internal Error" } }))
     );
-    assert_eq!(npm.logins(), 0);
+    assert_eq!(npm.meter().logins(), 0);
 
     let identity = format!("  {}  ", EMAIL.to_uppercase());
     let (status, body) = call(
@@ -389,12 +389,12 @@ async fn npm_tokens_follow_npms_auth_errors_and_validation() {
         expires.len() == 24 && expires.ends_with('Z') && expires.as_bytes()[10] == b'T',
         "{expires}"
     );
-    assert_eq!(npm.logins(), 1);
+    assert_eq!(npm.meter().logins(), 1);
 
     let (status, body) = call(http.get(&tokens).bearer_auth(token)).await;
     assert_eq!(status, 200);
     assert_ne!(body["token"].as_str(), Some(token), "a refresh hands out a new token");
-    assert_eq!(npm.logins(), 1);
+    assert_eq!(npm.meter().logins(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +469,7 @@ async fn npm_expire_tokens_forces_a_new_login() {
     let token = npm_token(&http, &npm).await;
     let (status, _) = call(http.get(&hosts).bearer_auth(&token)).await;
     assert_eq!(status, 200);
-    assert_eq!(npm.logins(), 2);
+    assert_eq!(npm.meter().logins(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -696,14 +696,14 @@ async fn npm_side_doors_and_outage() {
     let (status, _) = call(http.get(format!("{base}/1")).bearer_auth(&token)).await;
     assert_eq!(status, 404);
 
-    let before = npm.requests();
-    npm.set_down(true);
+    let before = npm.meter().requests();
+    npm.meter().set_down(true);
     let (status, body) = call(http.get(&base).bearer_auth(&token)).await;
     assert_eq!((status, &body["error"]["code"]), (503, &json!(503)));
-    npm.set_down(false);
+    npm.meter().set_down(false);
     let (status, _) = call(http.get(&base).bearer_auth(&token)).await;
     assert_eq!(status, 200);
-    assert_eq!(npm.requests(), before + 2);
+    assert_eq!(npm.meter().requests(), before + 2);
 
     let (status, body) = call(http.get(format!("{}/api/nginx/nothing", npm.url())).bearer_auth(&token)).await;
     assert_eq!(

@@ -13,6 +13,26 @@ use serde_json::{Value, json};
 
 const EMAIL: &str = "admin@cubeos.cube";
 
+/// Registry and proxy service against these two fakes, signing in with these
+/// passwords; passes run only when asked (`sync`).
+async fn proxied(hole: &FakePihole, manager: &FakeNpm, hole_password: &str, npm_password: &str) -> System {
+    let (hole_url, npm_url) = (hole.url(), manager.url());
+    let (hole_password, npm_password) = (hole_password.to_owned(), npm_password.to_owned());
+    let mut system = System::start_with(move |c| {
+        c.proxy.dns = DnsBackendKind::Pihole;
+        c.proxy.proxy = ProxyBackendKind::Npm;
+        c.proxy.interval = Duration::from_secs(3600);
+        c.proxy.pihole.url = hole_url;
+        c.proxy.pihole.password = hole_password;
+        c.proxy.npm.url = npm_url;
+        c.proxy.npm.email = EMAIL.into();
+        c.proxy.npm.password = npm_password;
+    })
+    .await;
+    system.start_proxy().await;
+    system
+}
+
 fn npm_host<'a>(hosts: &'a [Value], name: &str) -> Option<&'a Value> {
     hosts.iter().find(|h| h["domain_names"][0] == name)
 }
@@ -28,19 +48,7 @@ async fn pihole_and_npm_are_kept_in_step() {
         "domain_names": ["nas.cubeos.cube"], "forward_scheme": "http",
         "forward_host": "192.168.1.5", "forward_port": 5000
     }));
-    let (hole_url, npm_url) = (hole.url(), manager.url());
-    let mut system = System::start_with(move |c| {
-        c.proxy.dns = DnsBackendKind::Pihole;
-        c.proxy.proxy = ProxyBackendKind::Npm;
-        c.proxy.interval = Duration::from_secs(3600);
-        c.proxy.pihole.url = hole_url;
-        c.proxy.pihole.password = "hole-password".into();
-        c.proxy.npm.url = npm_url;
-        c.proxy.npm.email = EMAIL.into();
-        c.proxy.npm.password = "npm-password".into();
-    })
-    .await;
-    system.start_proxy().await;
+    let system = proxied(&hole, &manager, "hole-password", "npm-password").await;
     let bus = system.client("t").await;
     bus.request(
         "registry",
@@ -71,11 +79,11 @@ async fn pihole_and_npm_are_kept_in_step() {
     assert_eq!(app["fqdns"][0]["npm_proxy_id"], wiki["id"], "{app}");
 
     // Sessions expire: the next pass signs in again and carries on.
-    let (hole_logins, npm_logins) = (hole.logins(), manager.logins());
+    let (hole_logins, npm_logins) = (hole.meter().logins(), manager.meter().logins());
     hole.expire_sessions();
     manager.expire_tokens();
     bus.request("proxy", "sync", &json!({})).await.expect("after expiry");
-    assert!(hole.logins() > hole_logins && manager.logins() > npm_logins);
+    assert!(hole.meter().logins() > hole_logins && manager.meter().logins() > npm_logins);
 
     // Drift: entries deleted behind our back are recreated, and counted.
     assert!(hole.remove_host("10.42.24.1 wiki.cubeos.cube"));
@@ -127,12 +135,12 @@ async fn pihole_and_npm_are_kept_in_step() {
     assert!(manager.hosts().iter().any(|h| h["id"] == nas), "the person's NPM host");
 
     // Down: reported, and repaired once back.
-    hole.set_down(true);
+    hole.meter().set_down(true);
     let err = bus.request("proxy", "sync", &json!({})).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
     let listed = bus.request("proxy", "dns.list", &json!({})).await.unwrap();
     assert_eq!(listed["healthy"], false);
-    hole.set_down(false);
+    hole.meter().set_down(false);
     let state = bus.request("proxy", "sync", &json!({})).await.expect("back");
     assert_eq!(state["dns"]["healthy"], true);
 }
@@ -141,19 +149,7 @@ async fn pihole_and_npm_are_kept_in_step() {
 async fn wrong_api_credentials_are_reported_without_the_password() {
     let hole = FakePihole::start("right", Duration::from_secs(300)).await;
     let manager = FakeNpm::start(EMAIL, "right", Duration::from_secs(3600)).await;
-    let (hole_url, npm_url) = (hole.url(), manager.url());
-    let mut system = System::start_with(move |c| {
-        c.proxy.dns = DnsBackendKind::Pihole;
-        c.proxy.proxy = ProxyBackendKind::Npm;
-        c.proxy.interval = Duration::from_secs(3600);
-        c.proxy.pihole.url = hole_url;
-        c.proxy.pihole.password = "wrong-hole-pw".into();
-        c.proxy.npm.url = npm_url;
-        c.proxy.npm.email = EMAIL.into();
-        c.proxy.npm.password = "wrong-npm-pw".into();
-    })
-    .await;
-    system.start_proxy().await;
+    let system = proxied(&hole, &manager, "wrong-hole-pw", "wrong-npm-pw").await;
     let bus = system.client("t").await;
     let err = bus.request("proxy", "sync", &json!({})).await.unwrap_err();
     assert!(err.message.contains("pihole refused our credentials"), "{err}");
@@ -187,13 +183,13 @@ async fn every_npm_release_is_followed_through_token_expiry() {
         let first = proxy.sync(&want).await.unwrap_or_else(|e| panic!("{flavor:?}: {e}"));
         assert_eq!(first.created, want.routes.len(), "{flavor:?}");
         manager.expire_tokens();
-        let logins = manager.logins();
+        let logins = manager.meter().logins();
         let again = proxy
             .sync(&want)
             .await
             .unwrap_or_else(|e| panic!("{flavor:?} after expiry: {e}"));
         assert_eq!(again.changes(), 0, "{flavor:?}");
-        assert_eq!(manager.logins(), logins + 1, "{flavor:?}: signed in again");
+        assert_eq!(manager.meter().logins(), logins + 1, "{flavor:?}: signed in again");
         config.password = "wrong".into();
         let mut wrong = Proxy::Npm(cubeos_proxy::npm::Npm::new(&config, None));
         assert!(

@@ -21,10 +21,12 @@ pub use pihole::FakePihole;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use cubeos_shared::clock::civil;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -108,6 +110,42 @@ impl HttpReply {
             }
         }
         response
+    }
+}
+
+/// What a test observes and steers on either fake: requests and sign-ins counted,
+/// and an outage switch.
+#[derive(Debug, Default)]
+pub struct Meter {
+    requests: AtomicUsize,
+    logins: AtomicUsize,
+    down: AtomicBool,
+}
+
+impl Meter {
+    /// Successful sign-ins so far.
+    pub fn logins(&self) -> usize {
+        self.logins.load(Ordering::SeqCst)
+    }
+
+    /// While down, every request is answered 503 with a JSON error body.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// HTTP requests received so far, including those answered 503.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request; false while the fake is down.
+    pub(crate) fn admit(&self) -> bool {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        !self.down.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn signed_in(&self) {
+        self.logins.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -200,49 +238,29 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-/// (year, month, day, hour, minute, second, millisecond) in UTC.
-fn civil(time: SystemTime) -> (i64, i64, i64, i64, i64, i64, i64) {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = i64::try_from(since.as_secs()).unwrap_or(0);
-    let millis = i64::from(since.subsec_millis());
-    let (days, second_of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil conversion, proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        month,
-        day,
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60,
-        millis,
-    )
-}
-
 /// `2025-02-04T20:40:46.340Z`: JavaScript's `Date.toISOString()`.
 pub(crate) fn iso_millis(time: SystemTime) -> String {
-    let (y, mo, d, h, mi, s, ms) = civil(time);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    let c = civil(time);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
+    )
 }
 
 /// `2025-03-30 19:57:03`: SQLite's `datetime('now')`, which NPM stores on its
 /// default (SQLite) database and returns unchanged.
 pub(crate) fn sql_datetime(time: SystemTime) -> String {
-    let (y, mo, d, h, mi, s, _) = civil(time);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+    let c = civil(time);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn dates_format_like_javascript_and_sqlite() {

@@ -44,7 +44,6 @@
 //! `nginx_online: true` as if every config were fine).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,7 +52,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 
-use super::{HttpReply, HttpRequest, Server, iso_millis, later, lock, random_bytes, sql_datetime};
+use super::{HttpReply, HttpRequest, Meter, Server, iso_millis, later, lock, random_bytes, sql_datetime};
 
 /// Which NPM release's error behaviour the fake copies. They differ exactly
 /// where a client's error handling has to cope, so a client should pass
@@ -85,9 +84,7 @@ struct Shared {
     password: String,
     token_ttl: Duration,
     state: Mutex<State>,
-    requests: AtomicUsize,
-    logins: AtomicUsize,
-    down: AtomicBool,
+    meter: Meter,
 }
 
 struct State {
@@ -142,9 +139,7 @@ impl FakeNpm {
                 next_id: 1,
                 owner,
             }),
-            requests: AtomicUsize::new(0),
-            logins: AtomicUsize::new(0),
-            down: AtomicBool::new(false),
+            meter: Meter::default(),
         });
         let handler = shared.clone();
         let server = Server::start(Arc::new(move |request| handler.handle(request))).await;
@@ -199,19 +194,9 @@ impl FakeNpm {
         }
     }
 
-    /// Successful `POST /api/tokens` logins so far.
-    pub fn logins(&self) -> usize {
-        self.shared.logins.load(Ordering::SeqCst)
-    }
-
-    /// While down, every request is answered 503 with a JSON error body.
-    pub fn set_down(&self, down: bool) {
-        self.shared.down.store(down, Ordering::SeqCst);
-    }
-
-    /// HTTP requests received so far, including those answered 503.
-    pub fn requests(&self) -> usize {
-        self.shared.requests.load(Ordering::SeqCst)
+    /// Requests and sign-ins (`POST /api/tokens`) so far, and the outage switch.
+    pub fn meter(&self) -> &Meter {
+        &self.shared.meter
     }
 }
 
@@ -282,8 +267,7 @@ type Access = Option<()>;
 
 impl Shared {
     fn handle(&self, request: HttpRequest) -> HttpReply {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
+        if !self.meter.admit() {
             return error(503, "Service Unavailable");
         }
         let mut state = lock(&self.state);
@@ -404,7 +388,7 @@ impl Shared {
         if data.get("secret").and_then(Value::as_str) != Some(self.password.as_str()) {
             return auth_error(flavor, "Invalid email or password", Some(json!("error.invalid-auth")));
         }
-        self.logins.fetch_add(1, Ordering::SeqCst);
+        self.meter.signed_in();
         self.issue_token(state)
     }
 

@@ -34,7 +34,6 @@
 //! slot no login has reused yet, while a restart drops it. The fake always expires
 //! it, which is the documented behaviour and the one a client must survive.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,7 +42,7 @@ use base64::engine::general_purpose::STANDARD;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
-use super::{HttpReply, HttpRequest, Server, later, lock, random_bytes};
+use super::{HttpReply, HttpRequest, Meter, Server, later, lock, random_bytes};
 
 /// FTL's default `webserver.api.max_sessions`.
 const MAX_SESSIONS: usize = 16;
@@ -58,9 +57,7 @@ struct Shared {
     password: String,
     validity: Duration,
     state: Mutex<State>,
-    requests: AtomicUsize,
-    logins: AtomicUsize,
-    down: AtomicBool,
+    meter: Meter,
 }
 
 struct State {
@@ -95,9 +92,7 @@ impl FakePihole {
                 slots: (0..MAX_SESSIONS).map(|_| None).collect(),
                 hosts: Vec::new(),
             }),
-            requests: AtomicUsize::new(0),
-            logins: AtomicUsize::new(0),
-            down: AtomicBool::new(false),
+            meter: Meter::default(),
         });
         let handler = shared.clone();
         let server = Server::start(Arc::new(move |request| handler.handle(request))).await;
@@ -135,19 +130,9 @@ impl FakePihole {
         }
     }
 
-    /// Successful `POST /api/auth` logins so far.
-    pub fn logins(&self) -> usize {
-        self.shared.logins.load(Ordering::SeqCst)
-    }
-
-    /// While down, every request is answered 503 with a JSON error body.
-    pub fn set_down(&self, down: bool) {
-        self.shared.down.store(down, Ordering::SeqCst);
-    }
-
-    /// HTTP requests received so far, including those answered 503.
-    pub fn requests(&self) -> usize {
-        self.shared.requests.load(Ordering::SeqCst)
+    /// Requests and sign-ins (`POST /api/auth`) so far, and the outage switch.
+    pub fn meter(&self) -> &Meter {
+        &self.shared.meter
     }
 }
 
@@ -234,8 +219,7 @@ impl Shared {
         let ctx = Ctx {
             started: Instant::now(),
         };
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
+        if !self.meter.admit() {
             return ctx.error(
                 503,
                 "service_unavailable",
@@ -373,7 +357,7 @@ impl Shared {
             valid_until: later(now, self.validity),
             forced_expired: false,
         });
-        self.logins.fetch_add(1, Ordering::SeqCst);
+        self.meter.signed_in();
         self.session_reply(ctx, state, free, "password correct")
     }
 
