@@ -58,11 +58,15 @@ async fn names_resolve_and_proxy_through_dnsmasq_and_nginx() {
         web.get("wiki.cubeos.cube") == (200, "hello from wiki".into())
     })
     .await;
-    assert_eq!(
-        upgrade_through(web.port, "wiki.cubeos.cube", b"ping").await,
-        b"ping",
-        "WebSocket upgrade"
-    );
+    // An earlier reload may still be retiring the worker that served the GET: retry
+    // until a current worker takes the upgrade.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut echoed = upgrade_through(web.port, "wiki.cubeos.cube", b"ping").await;
+    while echoed != b"ping" && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        echoed = upgrade_through(web.port, "wiki.cubeos.cube", b"ping").await;
+    }
+    assert_eq!(echoed, b"ping", "WebSocket upgrade");
 
     // desired against actual, as `cubeos dns ls` shows it.
     let listed = bus.request("proxy", "dns.list", &json!({})).await.unwrap();
