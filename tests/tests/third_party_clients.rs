@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 
 use cubeos_shared::topics;
 use cubeos_tests::{System, require, skip_unless};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,14 +19,22 @@ async fn mosquitto_creates_an_app_and_sees_its_retained_state() {
     let auth = system.mosquitto_args();
     let reply_topic = topics::reply("mosq-test");
 
-    // Listen for the reply first, then send the command envelope.
-    let reply = Command::new("mosquitto_sub")
+    // Listen for the reply first (`-d` prints the SUBACK; stdbuf makes the pipe
+    // line-buffered so it arrives at once), then send the command envelope.
+    let mut listener = Command::new("stdbuf")
+        .args(["-oL", "mosquitto_sub"])
         .args(&auth)
-        .args(["-t", &reply_topic, "-C", "1", "-W", "10"])
+        .args(["-d", "-t", &reply_topic, "-C", "1", "-W", "10"])
         .stdout(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .expect("mosquitto_sub");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut lines = BufReader::new(listener.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.contains("received SUBACK") {
+            break;
+        }
+    }
     let envelope = json!({
         "id": "req-1",
         "reply_to": reply_topic,
@@ -51,8 +59,13 @@ async fn mosquitto_creates_an_app_and_sees_its_retained_state() {
         .await
         .expect("mosquitto_pub");
     assert!(status.success());
-    let out = reply.wait_with_output().await.expect("reply");
-    let reply: Value = serde_json::from_slice(&out.stdout).expect("reply is JSON");
+    let mut reply = Value::Null;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.starts_with('{') {
+            reply = serde_json::from_str(&line).expect("reply is JSON");
+            break;
+        }
+    }
     assert_eq!(reply["id"], "req-1");
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["data"]["name"], "filebrowser");

@@ -142,7 +142,11 @@ fn no_secret_reaches_a_message_or_a_log_line() {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Subscribed once the retained state arrives.
+    while std::fs::metadata(&everything).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < deadline, "mosquitto_sub saw no retained state");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let (root_pw, ann_pw, ann_pw2) = ("Root-Secret-1111", "Ann-Secret-2222", "Ann-Secret-3333");
     let (wifi_pw, smb_pw, vpn_key) = ("Wifi-Secret-4444", "Smb-Secret-5555", "Vpn-Secret-6666");
