@@ -68,50 +68,45 @@ async fn throughput(observer: &Bus, publisher: &Bus, topic: &str) -> f64 {
     received as f64 / elapsed.as_secs_f64()
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let system = System::start_with(|c| c.log.level = "error".into()).await;
+    system.add_user("bench", "bench-password", "user").await;
+    let direct = system.client("bench-direct").await;
+    let gated = system
+        .gate_client("bench-gated", "bench", "bench-password")
+        .await
         .unwrap();
-    rt.block_on(async {
-        let system = System::start_with(|c| c.log.level = "error".into()).await;
-        system.add_user("bench", "bench-password", "user").await;
-        let direct = system.client("bench-direct").await;
-        let gated = system
-            .gate_client("bench-gated", "bench", "bench-password")
-            .await
-            .unwrap();
 
-        let (d50, d99) = round_trips(&direct).await;
-        let (g50, g99) = round_trips(&gated).await;
-        println!("command round trip, {ROUND_TRIPS} sequential state.get:");
-        println!("  straight to rumqttd (baseline): p50 {d50:?}  p99 {d99:?}");
-        println!(
-            "  through the gate:               p50 {g50:?} (x{:.2})  p99 {g99:?} (x{:.2})",
-            g50.as_secs_f64() / d50.as_secs_f64(),
-            g99.as_secs_f64() / d99.as_secs_f64()
-        );
-        println!("  added by the gate at p50: {:?}", g50.saturating_sub(d50));
+    let (d50, d99) = round_trips(&direct).await;
+    let (g50, g99) = round_trips(&gated).await;
+    println!("command round trip, {ROUND_TRIPS} sequential state.get:");
+    println!("  straight to rumqttd (baseline): p50 {d50:?}  p99 {d99:?}");
+    println!(
+        "  through the gate:               p50 {g50:?} (x{:.2})  p99 {g99:?} (x{:.2})",
+        g50.as_secs_f64() / d50.as_secs_f64(),
+        g99.as_secs_f64() / d99.as_secs_f64()
+    );
+    println!("  added by the gate at p50: {:?}", g50.saturating_sub(d50));
 
-        let mut issued = direct
-            .request(
-                "registry",
-                "token.issue",
-                &json!({ "kind": "device", "id": "bench-dev" }),
-            )
-            .await
-            .unwrap();
-        system.secrets().open_fields(&mut issued);
-        let token = issued["token"].as_str().map(str::to_owned).unwrap_or_default();
-        let device = system.gate_client("bench-device", "bench-dev", &token).await.unwrap();
-        let observer = system.client("bench-observer").await;
-        let base = throughput(&observer, &direct, "cubeos/hw/bench-dev/direct").await;
-        let through = throughput(&observer, &device, "cubeos/hw/bench-dev/gated").await;
-        println!("messages/s, {MESSAGES} QoS 0 publishes to a loopback subscriber:");
-        println!("  straight to rumqttd (baseline): {base:.0}/s");
-        println!(
-            "  through the gate (device):      {through:.0}/s (x{:.2})",
-            through / base
-        );
-    });
+    let mut issued = direct
+        .request(
+            "registry",
+            "token.issue",
+            &json!({ "kind": "device", "id": "bench-dev" }),
+        )
+        .await
+        .unwrap();
+    system.secrets().open_fields(&mut issued);
+    let token = issued["token"].as_str().map(str::to_owned).unwrap_or_default();
+    let device = system.gate_client("bench-device", "bench-dev", &token).await.unwrap();
+    let observer = system.client("bench-observer").await;
+    let base = throughput(&observer, &direct, "cubeos/hw/bench-dev/direct").await;
+    let through = throughput(&observer, &device, "cubeos/hw/bench-dev/gated").await;
+    println!("messages/s, {MESSAGES} QoS 0 publishes to a loopback subscriber:");
+    println!("  straight to rumqttd (baseline): {base:.0}/s");
+    println!(
+        "  through the gate (device):      {through:.0}/s (x{:.2})",
+        through / base
+    );
 }

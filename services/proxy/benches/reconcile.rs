@@ -76,45 +76,40 @@ async fn bench(label: &str, dns: &mut Dns, proxy: &mut Proxy) {
     );
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    // A process that stands in for dnsmasq's pid: it ignores the SIGHUPs.
+    let mut hup_sink = std::process::Command::new("sh")
+        .args(["-c", "trap '' HUP; exec sleep 600"])
+        .spawn()
         .unwrap();
-    rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        // A process that stands in for dnsmasq's pid: it ignores the SIGHUPs.
-        let mut hup_sink = std::process::Command::new("sh")
-            .args(["-c", "trap '' HUP; exec sleep 600"])
-            .spawn()
-            .unwrap();
-        let pid_file = dir.path().join("dnsmasq.pid");
-        std::fs::write(&pid_file, hup_sink.id().to_string()).unwrap();
-        let web = Nginx::start(dir.path());
-        let mut config = Config::default();
-        config.proxy.dnsmasq.hosts_file = dir.path().join("hosts");
-        config.proxy.dnsmasq.pid_file = pid_file;
-        web.configure(&mut config);
-        let mut dns = Dns::Dnsmasq(dnsmasq::Dnsmasq::new(&config.proxy.dnsmasq));
-        let mut proxy = Proxy::Nginx(nginx::Nginx::new(&config.proxy.nginx));
-        bench("dnsmasq + nginx (real nginx -t and reload)", &mut dns, &mut proxy).await;
+    let pid_file = dir.path().join("dnsmasq.pid");
+    std::fs::write(&pid_file, hup_sink.id().to_string()).unwrap();
+    let web = Nginx::start(dir.path());
+    let mut config = Config::default();
+    config.proxy.dnsmasq.hosts_file = dir.path().join("hosts");
+    config.proxy.dnsmasq.pid_file = pid_file;
+    web.configure(&mut config);
+    let mut dns = Dns::Dnsmasq(dnsmasq::Dnsmasq::new(&config.proxy.dnsmasq));
+    let mut proxy = Proxy::Nginx(nginx::Nginx::new(&config.proxy.nginx));
+    bench("dnsmasq + nginx (real nginx -t and reload)", &mut dns, &mut proxy).await;
 
-        let hole = FakePihole::start("pw", Duration::from_secs(300)).await;
-        let manager = FakeNpm::start("admin@cubeos.cube", "pw", Duration::from_secs(3600)).await;
-        config.proxy.pihole.url = hole.url();
-        config.proxy.pihole.password = "pw".into();
-        config.proxy.npm.url = manager.url();
-        config.proxy.npm.email = "admin@cubeos.cube".into();
-        config.proxy.npm.password = "pw".into();
-        let mut dns = Dns::Pihole(pihole::Pihole::new(&config.proxy.pihole, None, dir.path()));
-        let mut proxy = Proxy::Npm(npm::Npm::new(&config.proxy.npm, None));
-        bench(
-            "Pi-hole + NPM (contract servers over loopback HTTP)",
-            &mut dns,
-            &mut proxy,
-        )
-        .await;
-        let _ = hup_sink.kill();
-        let _ = hup_sink.wait();
-    });
+    let hole = FakePihole::start("pw", Duration::from_secs(300)).await;
+    let manager = FakeNpm::start("admin@cubeos.cube", "pw", Duration::from_secs(3600)).await;
+    config.proxy.pihole.url = hole.url();
+    config.proxy.pihole.password = "pw".into();
+    config.proxy.npm.url = manager.url();
+    config.proxy.npm.email = "admin@cubeos.cube".into();
+    config.proxy.npm.password = "pw".into();
+    let mut dns = Dns::Pihole(pihole::Pihole::new(&config.proxy.pihole, None, dir.path()));
+    let mut proxy = Proxy::Npm(npm::Npm::new(&config.proxy.npm, None));
+    bench(
+        "Pi-hole + NPM (contract servers over loopback HTTP)",
+        &mut dns,
+        &mut proxy,
+    )
+    .await;
+    let _ = hup_sink.kill();
+    let _ = hup_sink.wait();
 }
