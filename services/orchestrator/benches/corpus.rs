@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cubeos_orchestrator::compose::{Context, SystemVars, Vars, translate};
+use cubeos_orchestrator::compose::{Context, SystemVars, Vars, name_from_file, translate};
 
 const ROUNDS: usize = 20;
 
@@ -15,13 +15,7 @@ fn main() {
         .expect("corpus at ../shared/casaos-appstore/apps")
         .map(|e| {
             let path = e.unwrap().path();
-            let name = path
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .to_ascii_lowercase()
-                .replace(['_', '.', ' '], "-");
-            (name, std::fs::read_to_string(&path).unwrap())
+            (name_from_file(&path), std::fs::read_to_string(&path).unwrap())
         })
         .collect();
     files.sort();

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::{EndpointPortConfigPublishModeEnum, MountType, ServiceSpec};
-use cubeos_orchestrator::compose::{Context, Outcome, PortKey, SystemVars, Translation, Vars, translate};
+use cubeos_orchestrator::compose::{
+    Context, Outcome, PortKey, SystemVars, Translation, Vars, name_from_file, translate,
+};
 use cubeos_shared::models::{AppSource, Protocol};
 
 fn corpus_dir() -> PathBuf {
@@ -27,19 +29,10 @@ fn ctx(name: &str) -> Context {
     )
 }
 
-fn app_name(file: &Path) -> String {
-    let stem = file.file_stem().unwrap().to_string_lossy().to_ascii_lowercase();
-    stem.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect::<String>()
-        .trim_matches('-')
-        .to_owned()
-}
-
 fn load(file: &str) -> Translation {
     let path = corpus_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap();
-    translate(&text, &ctx(&app_name(&path))).unwrap()
+    translate(&text, &ctx(&name_from_file(&path))).unwrap()
 }
 
 #[test]
@@ -56,7 +49,7 @@ fn every_store_app_translates_or_is_refused_for_a_reason() {
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
-        let t = translate(&text, &ctx(&app_name(file)))
+        let t = translate(&text, &ctx(&name_from_file(file)))
             .unwrap_or_else(|e| panic!("{} failed to translate: {e}", file.display()));
         assert!(!t.services.is_empty());
         assert_eq!(t.app.source, AppSource::Casaos, "{}", file.display());

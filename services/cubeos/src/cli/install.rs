@@ -1,27 +1,20 @@
 //! `cubeos app install`: sends the install, then draws a progress bar from the
 //! job's progress events until it is done or failed.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 
 use anyhow::{Context as _, bail};
 use cubeos_shared::topics::{self, service::ORCHESTRATOR};
 use cubeos_shared::{Bus, validate};
 use serde_json::{Value, json};
 
+use super::compose_file::ComposeFile;
 use crate::output;
 
 const BAR: usize = 24;
 
 pub async fn run(bus: &Bus, file: &str, name: Option<String>, force: bool, env: &[String]) -> anyhow::Result<()> {
-    let text = if file == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read standard input")?;
-        text
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
-    };
+    let ComposeFile { text, name } = ComposeFile::read(file, name)?;
     let mut vars = serde_json::Map::new();
     for pair in env {
         let (k, v) = pair
@@ -29,9 +22,6 @@ pub async fn run(bus: &Bus, file: &str, name: Option<String>, force: bool, env: 
             .with_context(|| format!("--env {pair}: expected VAR=VALUE"))?;
         vars.insert(k.to_owned(), json!(v));
     }
-    let name = name
-        .or_else(|| cubeos_orchestrator::compose::declared_name(&text))
-        .unwrap_or_else(|| stem(file));
     validate::name("name", &name)?;
     // Subscribe before asking, so that no progress event is missed.
     let mut events = bus
@@ -91,15 +81,4 @@ pub async fn run(bus: &Bus, file: &str, name: Option<String>, force: bool, env: 
         }
     }
     bail!("the connection closed before the install finished")
-}
-
-fn stem(file: &str) -> String {
-    std::path::Path::new(file)
-        .file_stem()
-        .map(|s| {
-            s.to_string_lossy()
-                .to_ascii_lowercase()
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-        })
-        .unwrap_or_else(|| "app".into())
 }

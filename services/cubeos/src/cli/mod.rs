@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod compose_file;
 pub mod install;
 pub mod names;
 pub mod port;

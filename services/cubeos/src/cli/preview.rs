@@ -2,30 +2,15 @@
 //! services, ports, volumes and the compatibility report. Exit 0 when it can be
 //! deployed; otherwise non-zero with the reasons.
 
-use std::io::Read;
-use std::path::Path;
-
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use cubeos_orchestrator::compose::{self, Context, Outcome, Translation, Vars};
 use cubeos_shared::Config;
 
+use super::compose_file::ComposeFile;
 use crate::output;
 
 pub fn run(config: &Config, file: &str, name: Option<String>, json: bool, force: bool) -> anyhow::Result<()> {
-    let text = if file == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .take(compose::yaml::MAX_FILE_BYTES as u64 + 1)
-            .read_to_string(&mut text)
-            .context("cannot read standard input")?;
-        text
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
-    };
-    let name = match name {
-        Some(n) => n,
-        None => compose::declared_name(&text).unwrap_or_else(|| name_from_file(file)),
-    };
+    let ComposeFile { text, name } = ComposeFile::read(file, name)?;
     let mut ctx = Context::for_app(config, &name, &Vars::new());
     ctx.force = force;
     let t = compose::translate(&text, &ctx)?;
@@ -38,24 +23,6 @@ pub fn run(config: &Config, file: &str, name: Option<String>, json: bool, force:
         bail!("{e}");
     }
     Ok(())
-}
-
-/// `Navidrome.yml` -> `navidrome`.
-fn name_from_file(file: &str) -> String {
-    let stem = Path::new(file)
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let name: String = stem
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let name = name.trim_matches('-');
-    if name.is_empty() {
-        "app".to_owned()
-    } else {
-        name.chars().take(63).collect()
-    }
 }
 
 fn print_human(t: &Translation) {

@@ -22,7 +22,7 @@ pub mod syntax;
 pub mod yaml;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::{ConfigSpec, NetworkCreateRequest, ServiceSpec};
 pub use cubeos_shared::config::PublishMode;
@@ -234,6 +234,30 @@ pub fn declared_name(text: &str) -> Option<String> {
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).ok()?;
     let name = yaml.get("name")?.as_str()?.to_ascii_lowercase();
     validate::name("name", &name).ok().map(|_| name)
+}
+
+/// The app name a compose file read from `file` implies when none is given: its
+/// `name:`, else the file's name (`Navidrome.yml` -> `navidrome`).
+pub fn default_name(text: &str, file: &Path) -> String {
+    declared_name(text).unwrap_or_else(|| name_from_file(file))
+}
+
+/// A file's name as an app name: lower case, other characters as `-`, at most 63.
+pub fn name_from_file(file: &Path) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "app".to_owned()
+    } else {
+        name.chars().take(63).collect()
+    }
 }
 
 /// Translates a compose file for `ctx`.
