@@ -252,6 +252,71 @@ async fn install_serve_stop_start_restart_heal_and_remove() {
     assert!(!system.config.app_dir("webone").join("appconfig").exists());
 }
 
+/// The version Swarm gives a service's spec: it changes with every update.
+async fn spec_version(docker: &bollard::Docker, service: &str) -> Option<u64> {
+    docker
+        .inspect_service(service, None::<bollard::query_parameters::InspectServiceOptions>)
+        .await
+        .ok()?
+        .version?
+        .index
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_service_is_left_alone_while_running_and_removed_when_stopped() {
+    let Some(docker) = require_swarm("orchestrator_global").await else {
+        return;
+    };
+    if !require("orchestrator_global", "curl") {
+        return;
+    }
+    ensure_test_image();
+    // Left by an earlier run that failed half-way, it would be updated (not
+    // created) by the install, and Swarm records the update's progress.
+    let _ = docker.delete_service("everynode_httpd").await;
+    let system = system().await;
+    let bus = system.client("t").await;
+    let compose = web_app("everynode", "on-every-node")
+        .replace("    restart: unless-stopped\n", "    deploy:\n      mode: global\n");
+    install(&bus, json!({ "compose": compose, "name": "everynode" }))
+        .await
+        .expect("installs");
+    let port = app_port(&bus, "everynode").await;
+    assert_eq!(eventually("serving", 30, async || curl(port)).await, "on-every-node");
+
+    // Two reconcile passes (every 2 s) find nothing to change.
+    let version = spec_version(&docker, "everynode_httpd").await.expect("deployed");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        spec_version(&docker, "everynode_httpd").await,
+        Some(version),
+        "updated by a pass"
+    );
+
+    // A global service has no replica count: stopping removes it, and the
+    // reconciler leaves it removed until the app is started.
+    bus.request("orchestrator", "stop", &json!({ "name": "everynode" }))
+        .await
+        .unwrap();
+    eventually("stopped", 30, async || curl(port).is_none().then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        spec_version(&docker, "everynode_httpd").await,
+        None,
+        "recreated while stopped"
+    );
+    bus.request("orchestrator", "start", &json!({ "name": "everynode" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        eventually("served again", 30, async || curl(port)).await,
+        "on-every-node"
+    );
+    bus.request("orchestrator", "remove", &json!({ "name": "everynode" }))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_deploy_rolls_back_everything() {
     let Some(docker) = require_swarm("orchestrator_rollback").await else {

@@ -69,20 +69,20 @@ fn synthetic(n: usize) -> (Vec<Desired>, Vec<Actual>, Vec<Actual>) {
         converged.push(Actual {
             service: service.clone(),
             stack: app.clone(),
-            replicas: 1,
+            replicas: Some(1),
         });
         // Every third scaled wrong, every third missing, every third an orphan.
         match i % 3 {
             0 => drifted.push(Actual {
                 service,
                 stack: app,
-                replicas: 0,
+                replicas: Some(0),
             }),
             1 => {}
             _ => drifted.push(Actual {
                 service: format!("gone{i}_web"),
                 stack: format!("gone{i}"),
-                replicas: 1,
+                replicas: Some(1),
             }),
         }
     }

@@ -3,6 +3,7 @@
 //! Docker.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 
 use bollard::models::ServiceSpec;
 
@@ -24,17 +25,31 @@ pub struct Desired {
 pub struct Actual {
     pub service: String,
     pub stack: String,
-    pub replicas: i64,
+    /// `None` for a global service: one task per node, nothing to scale.
+    pub replicas: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum Action {
     /// A service of an app that should run is missing.
     Create { app: String, spec: Box<ServiceSpec> },
     /// A service runs the wrong number of replicas.
     Scale { service: String, replicas: i64 },
-    /// A managed service whose app the registry no longer has.
+    /// A managed service whose app the registry no longer has, or a global
+    /// service of a stopped app (it cannot be scaled to zero).
     Remove { service: String, stack: String },
+}
+
+/// Names only: a spec carries the app's environment, secrets included, and
+/// actions are logged.
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Create { app, spec } => write!(f, "create {} of {app}", spec.name.as_deref().unwrap_or("?")),
+            Action::Scale { service, replicas } => write!(f, "scale {service} to {replicas}"),
+            Action::Remove { service, stack } => write!(f, "remove {service} of {stack}"),
+        }
+    }
 }
 
 /// Compares and decides. Stacks being installed are left alone (`busy`).
@@ -53,11 +68,17 @@ pub fn diff(desired: &[Desired], actual: &[Actual], busy: &HashSet<String>) -> V
                     spec: Box::new(spec.clone()),
                 }),
                 None => {}
-                Some(a) if a.replicas != want => actions.push(Action::Scale {
-                    service: name.to_owned(),
-                    replicas: want,
-                }),
-                Some(_) => {}
+                Some(a) => match a.replicas {
+                    None if !d.run => actions.push(Action::Remove {
+                        service: name.to_owned(),
+                        stack: d.app.clone(),
+                    }),
+                    Some(now) if now != want => actions.push(Action::Scale {
+                        service: name.to_owned(),
+                        replicas: want,
+                    }),
+                    _ => {}
+                },
             }
         }
     }
@@ -107,8 +128,54 @@ mod tests {
         Actual {
             service: service.into(),
             stack: stack.into(),
-            replicas,
+            replicas: Some(replicas),
         }
+    }
+
+    fn global(service: &str, stack: &str) -> Actual {
+        Actual {
+            service: service.into(),
+            stack: stack.into(),
+            replicas: None,
+        }
+    }
+
+    #[test]
+    fn global_services_are_left_running_or_removed_never_scaled() {
+        let mut web = desired("web", true, &[("web_agent", 1)]);
+        let mut off = desired("off", false, &[("off_agent", 1)]);
+        for d in [&mut web, &mut off] {
+            let stack = d.stack.as_mut().unwrap();
+            stack.services[0].mode = Some(ServiceSpecMode {
+                global: Some(Default::default()),
+                ..Default::default()
+            });
+        }
+        let a = [global("web_agent", "web"), global("off_agent", "off")];
+        let actions = diff(&[web, off], &a, &HashSet::new());
+        assert_eq!(
+            actions,
+            [Action::Remove {
+                service: "off_agent".into(),
+                stack: "off".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_logged_action_names_the_service_and_not_its_environment() {
+        let mut d = desired("db", true, &[("db_main", 1)]);
+        let stack = d.stack.as_mut().unwrap();
+        stack.services[0].task_template = Some(bollard::models::TaskSpec {
+            container_spec: Some(bollard::models::TaskSpecContainerSpec {
+                env: Some(vec!["POSTGRES_PASSWORD=hunter2".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let actions = diff(&[d], &[], &HashSet::new());
+        let logged = format!("{actions:?}");
+        assert_eq!(logged, "[create db_main of db]");
     }
 
     #[test]

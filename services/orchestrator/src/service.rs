@@ -554,7 +554,7 @@ impl Orchestrator {
             .insert(name.to_owned());
         let docker = self.docker().await?;
         for service in self.stack_services(&docker, name).await? {
-            stack::scale(&docker, &service, 0).await.map_err(docker_error)?;
+            stack::stop(&docker, &service).await.map_err(docker_error)?;
         }
         self.refresh_status(name).await;
         Ok(json!({ "app": name, "stopped": true }))
@@ -754,19 +754,14 @@ impl Orchestrator {
         let actual: Vec<Actual> = services
             .iter()
             .filter_map(|s| {
-                let replicas = s
-                    .spec
-                    .as_ref()?
-                    .mode
-                    .as_ref()?
-                    .replicated
-                    .as_ref()?
-                    .replicas
-                    .unwrap_or(0);
+                let mode = s.spec.as_ref()?.mode.as_ref()?;
                 Some(Actual {
                     service: stack::service_name(s).to_owned(),
                     stack: stack::stack_of(s)?.to_owned(),
-                    replicas,
+                    replicas: match &mode.replicated {
+                        Some(r) => Some(r.replicas.unwrap_or(0)),
+                        None => None,
+                    },
                 })
             })
             .collect();
@@ -839,13 +834,7 @@ async fn compute_status(docker: &Docker, name: &str, services: &[bollard::models
     }
     let (mut running, mut desired, mut error, mut last) = (0i64, 0i64, String::new(), String::new());
     for s in &mine {
-        let want = s
-            .spec
-            .as_ref()
-            .and_then(|sp| sp.mode.as_ref())
-            .and_then(|m| m.replicated.as_ref())
-            .and_then(|r| r.replicas)
-            .unwrap_or(1);
+        let want = s.spec.as_ref().map_or(1, StackSpec::replicas);
         desired += want;
         // The service list already counts running tasks; the tasks themselves are
         // asked for only when some are missing, for Docker's error.

@@ -242,6 +242,16 @@ async fn edit_service(
     let existing = docker
         .inspect_service(name, None::<bollard::query_parameters::InspectServiceOptions>)
         .await?;
+    update_service(docker, name, existing, edit).await
+}
+
+/// Writes `edit` of an inspected service back, at the version it was read at.
+async fn update_service(
+    docker: &Docker,
+    name: &str,
+    existing: Service,
+    edit: impl FnOnce(&mut ServiceSpec),
+) -> Result<(), bollard::errors::Error> {
     let mut spec = existing.spec.unwrap_or_default();
     edit(&mut spec);
     let version = existing.version.and_then(|v| v.index).unwrap_or(0);
@@ -282,21 +292,40 @@ pub async fn remove_orphan_networks(
 
 /// Sets a service's replica count (0 stops it).
 pub async fn scale(docker: &Docker, name: &str, replicas: i64) -> Result<(), bollard::errors::Error> {
-    edit_service(docker, name, |spec| {
-        spec.mode
-            .get_or_insert_with(Default::default)
-            .replicated
-            .get_or_insert_with(Default::default)
-            .replicas = Some(replicas);
-    })
-    .await
+    edit_service(docker, name, |spec| set_replicas(spec, replicas)).await
+}
+
+fn set_replicas(spec: &mut ServiceSpec, replicas: i64) {
+    spec.mode
+        .get_or_insert_with(Default::default)
+        .replicated
+        .get_or_insert_with(Default::default)
+        .replicas = Some(replicas);
+}
+
+/// Stops a service's tasks: scaled to zero, or removed when it is global (one task
+/// per node, no replica count); starting the app deploys it again.
+pub async fn stop(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
+    let existing = docker
+        .inspect_service(name, None::<bollard::query_parameters::InspectServiceOptions>)
+        .await?;
+    let global = existing
+        .spec
+        .as_ref()
+        .and_then(|s| s.mode.as_ref())
+        .is_some_and(|m| m.global.is_some());
+    if global {
+        docker.delete_service(name).await
+    } else {
+        update_service(docker, name, existing, |spec| set_replicas(spec, 0)).await
+    }
 }
 
 /// Restarts a service's tasks (`docker service update --force`).
 pub async fn force_update(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
     edit_service(docker, name, |spec| {
         let task = spec.task_template.get_or_insert_with(Default::default);
-        task.force_update = Some(task.force_update.unwrap_or(0) + 1);
+        task.force_update = Some(task.force_update.unwrap_or(0).wrapping_add(1));
     })
     .await
 }
