@@ -120,6 +120,25 @@ pub struct Orchestrator {
     next_job: std::sync::atomic::AtomicU64,
 }
 
+/// A compose file on this box: a regular file, read no further than one byte past
+/// the translator's limit (so `/dev/zero` or a huge file cannot exhaust memory).
+fn read_compose_file(path: &Path) -> Result<String, BusError> {
+    use std::io::Read;
+    let bad = |e: std::io::Error| BusError::bad_request(format!("path: {e}"));
+    let file = std::fs::File::open(path).map_err(bad)?;
+    if !file.metadata().map_err(bad)?.is_file() {
+        return Err(BusError::bad_request("path: not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(compose::yaml::MAX_FILE_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(bad)?;
+    if text.len() > compose::yaml::MAX_FILE_BYTES {
+        return Err(BusError::bad_request("path: the compose file is too large"));
+    }
+    Ok(text)
+}
+
 fn docker_error(e: bollard::errors::Error) -> BusError {
     BusError::unavailable(format!("Docker: {e}"))
 }
@@ -261,17 +280,15 @@ impl Orchestrator {
                 if !p.is_absolute() {
                     return Err(BusError::bad_request("path: must be absolute"));
                 }
-                let meta = std::fs::metadata(p).map_err(|e| BusError::bad_request(format!("path: {e}")))?;
-                if meta.len() as usize > compose::yaml::MAX_FILE_BYTES {
-                    return Err(BusError::bad_request("path: the compose file is too large"));
-                }
-                std::fs::read_to_string(p).map_err(|e| BusError::bad_request(format!("path: {e}")))?
+                read_compose_file(p)?
             }
             _ => return Err(BusError::bad_request("give exactly one of 'compose' and 'path'")),
         };
-        let name = match args.name.clone().or_else(|| compose::declared_name(&text)) {
-            Some(n) => n,
-            None => return Err(BusError::bad_request("name: the file has no 'name:', give one")),
+        let name = match (args.name.clone(), &args.path) {
+            (Some(name), _) => name,
+            (None, Some(path)) => compose::default_name(&text, Path::new(path)),
+            (None, None) => compose::declared_name(&text)
+                .ok_or_else(|| BusError::bad_request("name: the file has no 'name:', give one"))?,
         };
         validate::name("name", &name).map_err(|e| BusError::bad_request(e.to_string()))?;
         for key in args.env.keys() {
