@@ -338,7 +338,8 @@ impl Orchestrator {
                 }
                 Err((step, e)) => {
                     warn!(app, step, error = %e.message, "install failed; rolled back");
-                    let message = format!("{} failed: {}", INSTALL_STEPS[step - 1], e.message);
+                    let what = INSTALL_STEPS.get(step.wrapping_sub(1)).copied().unwrap_or("install");
+                    let message = format!("{what} failed: {}", e.message);
                     this.progress(&job_id, &app, step, "failed", message).await;
                 }
             }
@@ -484,8 +485,14 @@ impl Orchestrator {
             Ok(())
         }
         .await;
-        if result.is_err() {
-            self.undo_install(name, keep_data).await;
+        match &result {
+            Ok(()) => {}
+            // Not registered: the name may be someone else's by now (created
+            // between the check and step 2), so only the marker is ours to undo.
+            Err((2, _)) => {
+                let _ = std::fs::remove_file(app_dir.join(INSTALLING_MARKER));
+            }
+            Err(_) => self.undo_install(name, keep_data).await,
         }
         result
     }
