@@ -80,12 +80,15 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => warn!(error = %e, "core apps not registered"),
     }
-    if orch.config.orchestrator.deploy_core_apps {
-        orch.deploy_core_apps().await;
-    }
     bus.serve().await?;
     match orch.ensure_swarm().await {
-        Ok(()) => info!(service = SERVICE, "service ready"),
+        Ok(()) => {
+            info!(service = SERVICE, "service ready");
+            // Only on a Swarm manager: before `swarm init` every deploy fails.
+            if orch.config.orchestrator.deploy_core_apps {
+                orch.deploy_core_apps().await;
+            }
+        }
         Err(e) => warn!(service = SERVICE, error = %e.message, "service ready, Docker unavailable"),
     }
     service::reconcile_loop(Arc::clone(&orch), shutdown).await;
