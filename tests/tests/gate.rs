@@ -275,6 +275,48 @@ async fn a_device_token_publishes_its_hw_topics_and_nothing_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_websocket_frame_is_refused_before_sign_in() {
+    let system = System::start().await;
+    let mut ws = TcpStream::connect(("127.0.0.1", system.ws_port())).await.unwrap();
+    ws.write_all(
+        b"GET /mqtt HTTP/1.1\r\nHost: cube\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = ws.read(&mut buf).await.unwrap();
+        assert!(n > 0, "upgrade refused");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    // A masked binary frame announcing 8 MiB: under tungstenite's own limits, over
+    // the gate's packet limit. The gate must drop it at the header, not buffer it.
+    let mut frame = vec![0x82, 0x80 | 127];
+    frame.extend_from_slice(&(8u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame.extend_from_slice(&[0u8; 4096]);
+    ws.write_all(&frame).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // a Close frame (1009), then the end
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the gate kept reading an oversized frame");
+    // Everyone else is still served.
+    system.add_user("ann", "reader-password", "readonly").await;
+    let ann = system.gate_client("after", "ann", "reader-password").await.unwrap();
+    ann.request("registry", "app.list", &json!({})).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_rules_hold_over_websocket() {
     let js = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js");
     if !require("gate_websocket", "node")

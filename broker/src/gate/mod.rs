@@ -156,7 +156,9 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let io = if websocket {
-                match tokio::time::timeout(shared.connect_timeout, transport::websocket(stream)).await {
+                match tokio::time::timeout(shared.connect_timeout, transport::websocket(stream, shared.max_packet))
+                    .await
+                {
                     Ok(Some(io)) => io,
                     _ => {
                         debug!(%peer, "WebSocket handshake failed");

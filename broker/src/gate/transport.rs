@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Chunks in flight per direction: enough to absorb a burst, small enough that a
 /// stalled client pushes back on its own connection only.
@@ -53,10 +54,15 @@ pub fn tcp(stream: TcpStream) -> ClientIo {
 }
 
 /// WebSocket: completes the HTTP upgrade (the client must offer the `mqtt`
-/// subprotocol) and carries MQTT bytes in binary frames.
-pub async fn websocket(stream: TcpStream) -> Option<ClientIo> {
+/// subprotocol) and carries MQTT bytes in binary frames, none larger than
+/// `max_packet` (tungstenite's own defaults allow 64 MiB messages, and frames
+/// queue before the MQTT codec ever sees them).
+pub async fn websocket(stream: TcpStream, max_packet: usize) -> Option<ClientIo> {
     let _ = stream.set_nodelay(true);
-    let ws = tokio_tungstenite::accept_hdr_async(stream, choose_mqtt_subprotocol)
+    let limits = WebSocketConfig::default()
+        .max_message_size(Some(max_packet))
+        .max_frame_size(Some(max_packet));
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, choose_mqtt_subprotocol, Some(limits))
         .await
         .ok()?;
     let (mut sink, mut source) = ws.split();
