@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{RegistryError, Result};
 use crate::store::Store;
+use crate::tokens::TOKEN_PREFIX;
 
 /// Shortest password accepted.
 const MIN_PASSWORD: usize = 8;
@@ -30,7 +31,9 @@ fn default_role() -> Role {
     Role::Readonly
 }
 
-/// Checks a password's length; the message never contains it.
+/// Checks a password's length and that it cannot be taken for a token (a sign-in
+/// secret with the token prefix is checked as a token, so such a password could
+/// never be used); the message never contains it.
 pub fn check_password(password: &str) -> Result<()> {
     let n = password.chars().count();
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
@@ -39,6 +42,9 @@ pub fn check_password(password: &str) -> Result<()> {
             format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
         )
         .into());
+    }
+    if password.starts_with(TOKEN_PREFIX) {
+        return Err(FieldError::new("password", format!("must not start with '{TOKEN_PREFIX}'")).into());
     }
     Ok(())
 }
@@ -198,4 +204,18 @@ async fn admins(tx: &mut sqlx::SqliteConnection) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
         .fetch_one(tx)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_that_would_be_taken_for_a_token_is_refused() {
+        assert!(check_password("correct horse battery").is_ok());
+        let err = check_password("cubeos_correct-horse").unwrap_err().to_string();
+        assert!(err.contains("password") && err.contains("cubeos_"), "{err}");
+        assert!(!err.contains("correct-horse"), "{err}");
+        assert!(check_password("short").is_err());
+    }
 }
