@@ -116,6 +116,15 @@ fn cases(reply_to: &str) -> Vec<Case> {
             ("state.set", json!({ "key": "schema_version", "value": "99" })),
             ("state.set", json!({ "key": "Bad Key!", "value": "x" })),
             ("state.set", json!({ "key": "k", "value": 5 })),
+            ("state.set", json!({ "key": "domain", "value": "../../etc" })),
+            (
+                "state.set",
+                json!({ "key": "domain", "value": "x.cube\naddress=/#/6.6.6.6" }),
+            ),
+            (
+                "state.set",
+                json!({ "key": "gateway_ip", "value": "10.42.24.1; rm -rf /" }),
+            ),
             ("state.get", json!({ "key": "../../x" })),
             ("pref.delete", json!({ "key": "nothing-here" })),
             ("profile.delete", json!({ "name": "full" })),

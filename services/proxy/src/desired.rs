@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use cubeos_shared::models::AppRecord;
+use cubeos_shared::validate;
 use serde::Serialize;
 
 /// Hosts every box serves whatever apps it runs: `(label, port)`, the empty label
@@ -29,10 +30,12 @@ pub struct Network {
 
 impl Network {
     /// From `cubeos/state/system` (`domain`, `gateway_ip`); `None` until both parse.
+    /// The domain becomes file names and configuration lines, so only a valid
+    /// domain name is taken.
     pub fn from_system(system: &BTreeMap<String, String>) -> Option<Network> {
-        let domain = system.get("domain")?.trim().to_ascii_lowercase();
+        let domain = validate::fqdn("domain", system.get("domain")?.trim()).ok()?;
         let gateway = system.get("gateway_ip")?.trim().parse().ok()?;
-        (!domain.is_empty()).then_some(Network { domain, gateway })
+        Some(Network { domain, gateway })
     }
 }
 
@@ -74,7 +77,9 @@ pub fn desired<'a>(apps: impl IntoIterator<Item = &'a AppRecord>, network: &Netw
     }
     for record in apps {
         for row in &record.fqdns {
-            let Ok(port) = u16::try_from(row.backend_port) else {
+            // Rows are validated by the registry; one that is not a name is never
+            // written into a file name or configuration line here either.
+            let (Ok(port), Ok(_)) = (u16::try_from(row.backend_port), validate::fqdn("fqdn", &row.fqdn)) else {
                 continue;
             };
             want.records.insert(row.fqdn.clone(), network.gateway);
@@ -138,5 +143,25 @@ mod tests {
         assert_eq!(want.routes["cubeos.cube"].port, 6011);
         assert_eq!(want.rows.keys().collect::<Vec<_>>(), ["wiki.cubeos.cube"]);
         assert!(Network::from_system(&BTreeMap::new()).is_none());
+    }
+
+    #[test]
+    fn a_domain_or_row_that_is_not_a_name_is_never_used() {
+        for bad in ["../../etc", "cube os.cube", "x.cube\naddress=/#/6.6.6.6", ""] {
+            let system = BTreeMap::from([
+                ("domain".to_string(), bad.to_string()),
+                ("gateway_ip".to_string(), "10.42.24.1".to_string()),
+            ]);
+            assert!(Network::from_system(&system).is_none(), "{bad:?}");
+        }
+        let system = BTreeMap::from([
+            ("domain".to_string(), "CubeOS.cube".to_string()),
+            ("gateway_ip".to_string(), "10.42.24.1".to_string()),
+        ]);
+        let net = Network::from_system(&system).unwrap();
+        assert_eq!(net.domain, "cubeos.cube");
+        let apps = [app("evil", &[("../evil.cubeos.cube", 6100), ("ok.cubeos.cube", 6101)])];
+        let want = desired(&apps, &net, "127.0.0.1");
+        assert_eq!(want.rows.keys().collect::<Vec<_>>(), ["ok.cubeos.cube"]);
     }
 }

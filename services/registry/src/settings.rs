@@ -96,17 +96,36 @@ pub async fn all(store: &Store, table: Table) -> Result<BTreeMap<String, String>
 pub async fn set(store: &Store, table: Table, set: Set) -> Result<Setting> {
     validate::key("key", &set.key)?;
     validate::text("value", &set.value, MAX_VALUE)?;
-    if table == Table::SystemState && READ_ONLY_STATE.contains(&set.key.as_str()) {
-        return Err(RegistryError::Protected(format!(
-            "'{}' is kept by the registry and cannot be set",
-            set.key
-        )));
+    if table == Table::SystemState {
+        if READ_ONLY_STATE.contains(&set.key.as_str()) {
+            return Err(RegistryError::Protected(format!(
+                "'{}' is kept by the registry and cannot be set",
+                set.key
+            )));
+        }
+        check_state_value(&set.key, &set.value)?;
     }
     Ok(sqlx::query_as::<_, Setting>(table.sql().upsert)
         .bind(&set.key)
         .bind(&set.value)
         .fetch_one(&store.writer)
         .await?)
+}
+
+/// Values other services build names, files and addresses from are checked for
+/// what they are, not only as text: the proxy writes the domain into DNS and
+/// nginx configuration and file names.
+fn check_state_value(key: &str, value: &str) -> Result<()> {
+    match key {
+        "domain" => {
+            validate::fqdn("value", value)?;
+        }
+        "gateway_ip" if value.parse::<std::net::IpAddr>().is_err() => {
+            return Err(validate::FieldError::new("value", "gateway_ip must be an IP address").into());
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 pub async fn delete(store: &Store, table: Table, key: &str) -> Result<Setting> {
