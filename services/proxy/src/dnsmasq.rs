@@ -16,6 +16,10 @@ pub struct Dnsmasq {
     hosts_file: PathBuf,
     pid_file: PathBuf,
     wildcard_file: Option<PathBuf>,
+    /// The hosts file changed and dnsmasq has not been told since: a failed
+    /// SIGHUP is retried on the next pass even though the file then matches.
+    /// True at start, since an earlier run may have stopped in between.
+    reload_pending: bool,
 }
 
 impl Dnsmasq {
@@ -24,6 +28,7 @@ impl Dnsmasq {
             hosts_file: config.hosts_file.clone(),
             pid_file: config.pid_file.clone(),
             wildcard_file: config.wildcard_file.clone(),
+            reload_pending: true,
         }
     }
 
@@ -40,9 +45,9 @@ impl Dnsmasq {
         // A planned change always changes the file; a file changed by hand (say,
         // reformatted) is rewritten too.
         let rendered = render_hosts(&want.records);
-        let changed = rendered != current;
-        if changed {
+        if rendered != current {
             write(&self.hosts_file, &rendered).await?;
+            self.reload_pending = true;
         }
         if let (Some(path), Some(net)) = (&self.wildcard_file, &want.network) {
             let line = format!("{MARKER}\naddress=/{}/{}\n", net.domain, net.gateway);
@@ -51,10 +56,11 @@ impl Dnsmasq {
             }
         }
         let pid = self.running_pid().await?;
-        if changed {
+        if self.reload_pending {
             crate::backend::run_command("kill", &["kill".into(), "-HUP".into(), pid.to_string()])
                 .await
                 .map_err(|e| BackendError::Unreachable("dnsmasq", e))?;
+            self.reload_pending = false;
         }
         outcome.actual = want.records.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
         Ok(outcome)

@@ -22,11 +22,18 @@ const PREFIX: &str = "cubeos-";
 
 pub struct Nginx {
     config: NginxConfig,
+    /// Files passed the test but nginx has not reloaded them: a failed reload is
+    /// retried on the next pass even though the files then match. True at start,
+    /// since an earlier run may have stopped in between.
+    reload_pending: bool,
 }
 
 impl Nginx {
     pub fn new(config: &NginxConfig) -> Nginx {
-        Nginx { config: config.clone() }
+        Nginx {
+            config: config.clone(),
+            reload_pending: true,
+        }
     }
 
     pub async fn sync(&mut self, want: &Desired) -> Result<Outcome, BackendError> {
@@ -42,7 +49,7 @@ impl Nginx {
                 .collect(),
             ..Outcome::default()
         };
-        if changes.is_empty() {
+        if changes.is_empty() && !self.reload_pending {
             return Ok(outcome);
         }
         let dir = &self.config.conf_dir;
@@ -56,9 +63,11 @@ impl Nginx {
             self.restore(&owned, &desired).await;
             return Err(BackendError::BadConfig(why));
         }
+        self.reload_pending = true;
         run_command("nginx reload", &self.config.reload_command)
             .await
             .map_err(|e| BackendError::Unreachable("nginx", e))?;
+        self.reload_pending = false;
         outcome.created = changes.create.iter().filter(|(f, _)| *f != MAP_FILE).count();
         outcome.updated = changes.update.iter().filter(|(f, _)| *f != MAP_FILE).count();
         outcome.deleted = changes.delete.len();
@@ -142,4 +151,39 @@ async fn owned_files(dir: &Path) -> Result<BTreeMap<String, String>, BackendErro
         }
     }
     Ok(owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{Network, desired};
+
+    #[tokio::test]
+    async fn a_failed_reload_is_retried_when_the_files_already_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let reloaded = dir.path().join("reloaded");
+        let config = NginxConfig {
+            conf_dir: dir.path().join("conf"),
+            listen: "127.0.0.1:8080".into(),
+            test_command: vec!["true".into()],
+            reload_command: vec!["false".into()],
+            ssl_certificate: None,
+            ssl_certificate_key: None,
+        };
+        std::fs::create_dir_all(&config.conf_dir).unwrap();
+        let network = Network {
+            domain: "cubeos.cube".into(),
+            gateway: "10.42.24.1".parse().unwrap(),
+        };
+        let want = desired([], &network, "127.0.0.1");
+        let mut nginx = Nginx::new(&config);
+        assert!(nginx.sync(&want).await.is_err(), "the reload failed");
+
+        nginx.config.reload_command = vec!["touch".into(), reloaded.display().to_string()];
+        nginx.sync(&want).await.unwrap();
+        assert!(reloaded.exists(), "the files matched, but the reload was still owed");
+        std::fs::remove_file(&reloaded).unwrap();
+        nginx.sync(&want).await.unwrap();
+        assert!(!reloaded.exists(), "nothing owed, nothing reloaded");
+    }
 }
