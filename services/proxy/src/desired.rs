@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use cubeos_shared::models::AppRecord;
+use cubeos_shared::models::{AppRecord, Fqdn};
 use cubeos_shared::validate;
 use serde::Serialize;
 
@@ -49,6 +49,21 @@ pub struct Desired {
     /// Names that are registry rows, with the NPM proxy id the registry has for them.
     pub rows: BTreeMap<String, Option<i64>>,
     pub network: Option<Network>,
+}
+
+impl Desired {
+    /// The same names, addresses and backends; the NPM ids the registry holds may
+    /// differ (they are this service's own bookkeeping).
+    pub fn same_names(&self, other: &Desired) -> bool {
+        (&self.records, &self.routes, &self.network) == (&other.records, &other.routes, &other.network)
+    }
+}
+
+/// What of a name row decides DNS and the proxy: the name, its port and TLS.
+pub fn routing(rows: &[Fqdn]) -> Vec<(&str, i64, bool)> {
+    rows.iter()
+        .map(|r| (r.fqdn.as_str(), r.backend_port, r.ssl_enabled))
+        .collect()
 }
 
 /// Builds the desired state. Names outside the domain are served too (a row may
@@ -101,7 +116,6 @@ pub fn desired<'a>(apps: impl IntoIterator<Item = &'a AppRecord>, network: &Netw
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cubeos_shared::models::Fqdn;
 
     fn app(name: &str, fqdns: &[(&str, i64)]) -> AppRecord {
         let mut record: AppRecord = serde_json::from_value(serde_json::json!({

@@ -160,7 +160,10 @@ impl ProxyService {
         }
         match serde_json::from_slice::<AppRecord>(payload) {
             Ok(record) => {
-                let changed = apps.get(name).map(|r| &r.fqdns) != Some(&record.fqdns);
+                // The NPM id this service writes back is not a change of names:
+                // comparing it would start a second pass after every create.
+                let changed =
+                    apps.get(name).map(|r| desired::routing(&r.fqdns)) != Some(desired::routing(&record.fqdns));
                 apps.insert(name.to_owned(), record);
                 changed
             }
@@ -180,7 +183,13 @@ impl ProxyService {
         let Some(want) = self.desired() else {
             return Err("the system's domain and gateway are not known yet".into());
         };
-        let unchanged = self.last.lock().unwrap_or_else(|p| p.into_inner()).desired.as_ref() == Some(&want);
+        let unchanged = self
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .desired
+            .as_ref()
+            .is_some_and(|last| last.same_names(&want));
         let dns = self.dns.lock().await.sync(&want).await;
         let proxy = self.proxy.lock().await.sync(&want).await;
         if let Ok(outcome) = &proxy {
