@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 /// More keys than this and the oldest unlocked ones are forgotten.
 const MAX_KEYS: usize = 10_000;
+/// Stands in for a lockout the clock cannot represent.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 pub struct Throttle {
     max_failures: u32,
@@ -64,9 +66,10 @@ impl Throttle {
                 failures: 0,
                 locked_until: None,
             });
-            entry.failures += 1;
+            entry.failures = entry.failures.saturating_add(1);
             if entry.failures >= self.max_failures {
-                entry.locked_until = Some(now + self.lockout);
+                // A lockout too long for the clock (a config value) is as good as forever.
+                entry.locked_until = now.checked_add(self.lockout).or(Some(now + FOREVER));
             }
         }
     }
@@ -102,5 +105,13 @@ mod tests {
         assert!(t.check(&keys).is_ok());
         t.failed(&keys);
         assert!(t.check(&keys).is_ok(), "the count restarts after a lockout");
+    }
+
+    #[test]
+    fn a_lockout_longer_than_the_clock_locks_without_panicking() {
+        let t = Throttle::new(1, Duration::MAX);
+        let keys = vec!["user:ann".to_string()];
+        t.failed(&keys);
+        assert!(t.check(&keys).is_err());
     }
 }

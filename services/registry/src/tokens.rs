@@ -45,11 +45,16 @@ pub struct Issued {
     pub expires_at: Option<i64>,
 }
 
-pub fn now() -> i64 {
+fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// `ttl` from now, in Unix seconds; a ttl past the end of time saturates.
+fn expiry(ttl: Duration) -> i64 {
+    now().saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn digest(token: &str) -> String {
@@ -73,7 +78,7 @@ pub async fn issue(
 ) -> Result<Issued> {
     let id = random_hex(8);
     let token = zeroize::Zeroizing::new(format!("{TOKEN_PREFIX}{}", random_hex(32)));
-    let expires_at = ttl.map(|t| now() + t.as_secs() as i64);
+    let expires_at = ttl.map(expiry);
     // Expired sessions are dropped as new ones are made, so the table stays small.
     sqlx::query("DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at < ?")
         .bind(now())
@@ -108,7 +113,7 @@ pub async fn check(store: &Store, subject: &str, token: &str) -> Result<Option<T
 /// Replaces a session's token and pushes its expiry out by `ttl`.
 pub async fn rotate(store: &Store, id: &str, ttl: Duration) -> Result<Issued> {
     let token = zeroize::Zeroizing::new(format!("{TOKEN_PREFIX}{}", random_hex(32)));
-    let expires_at = now() + ttl.as_secs() as i64;
+    let expires_at = expiry(ttl);
     let updated = sqlx::query(
         "UPDATE tokens SET token_hash = ?, expires_at = ? WHERE id = ? AND kind = 'session' AND expires_at >= ?",
     )
