@@ -243,18 +243,26 @@ impl Registry {
 
     /// `setup`: the first admin, once. Returns a session for them.
     pub async fn setup(&self, args: Credentials) -> Result<Value> {
+        // Checked first (and again in the transaction): a late caller costs no hash.
+        if settings::setup_complete(&self.store).await? {
+            return Err(setup_done());
+        }
         let plain = args.password.reveal(&self.secrets)?;
         users::check_password(&plain)?;
         let hash = users::hash(plain).await?;
-        let mut tx = self.store.writer.begin().await?;
-        if settings::setup_complete(&self.store).await? {
-            return Err(RegistryError::Protected("setup is already complete".into()));
-        }
-        let user = users::create(&mut tx, &args.username, &hash, Role::Admin).await?;
-        settings::mark_setup_complete(&mut tx).await?;
-        tx.commit().await?;
+        let user = {
+            let _w = self.writing().await;
+            let mut tx = self.store.writer.begin().await?;
+            if settings::setup_complete(&self.store).await? {
+                return Err(setup_done());
+            }
+            let user = users::create(&mut tx, &args.username, &hash, Role::Admin).await?;
+            settings::mark_setup_complete(&mut tx).await?;
+            tx.commit().await?;
+            self.publish_system().await?;
+            user
+        };
         tracing::info!(user = %user.username, "setup complete: first admin created");
-        self.publish_system().await?;
         self.new_session(&user).await
     }
 
@@ -347,4 +355,8 @@ impl Registry {
             tracing::warn!(error = %e, "revocation not announced");
         }
     }
+}
+
+fn setup_done() -> RegistryError {
+    RegistryError::Protected("setup is already complete".into())
 }
