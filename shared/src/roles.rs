@@ -55,15 +55,6 @@ impl std::fmt::Display for Role {
     }
 }
 
-impl std::str::FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Role, String> {
-        serde_json::from_value(serde_json::Value::String(s.to_owned()))
-            .map_err(|_| format!("unknown role '{}'", crate::validate::truncate(s, 32)))
-    }
-}
-
 /// The least a caller needs to call an action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Need {
@@ -138,7 +129,5 @@ mod tests {
         assert!(!may_call(Device, reg, "app.list"));
         assert!(!may_call(Node, orch, "status"));
         assert!(may_call(System, reg, "auth.connect"));
-        assert_eq!("readonly".parse::<Role>(), Ok(Readonly));
-        assert!("root".parse::<Role>().is_err());
     }
 }

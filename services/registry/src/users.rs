@@ -134,12 +134,6 @@ pub async fn list(store: &Store) -> Result<Vec<User>> {
         .await?)
 }
 
-pub async fn count(store: &Store) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-        .fetch_one(&store.reader)
-        .await?)
-}
-
 /// Deletes a user (their sessions go with them). The last admin stays.
 pub async fn delete(store: &Store, username: &str) -> Result<User> {
     let mut tx = store.writer.begin().await?;
