@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::secrets::Secret;
+
 /// Where the TOML file is looked for when `--config` is not given. A missing default
 /// file is fine; a missing explicit one is an error.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/cubeos/cubeos.toml";
@@ -113,7 +115,8 @@ pub struct NginxConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct PiholeConfig {
     pub url: String,
-    pub password: String,
+    /// Redacted in Debug, so a logged config never shows it.
+    pub password: Secret,
 }
 
 /// Nginx Proxy Manager REST API. The password may be sealed.
@@ -122,7 +125,8 @@ pub struct PiholeConfig {
 pub struct NpmConfig {
     pub url: String,
     pub email: String,
-    pub password: String,
+    /// Redacted in Debug, so a logged config never shows it.
+    pub password: Secret,
 }
 
 impl Default for ProxyConfig {
@@ -586,6 +590,15 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_logged_config_shows_no_backend_password() {
+        let mut config = Config::default();
+        config.proxy.pihole.password = "pihole-Secret-1".into();
+        config.proxy.npm.password = "npm-Secret-2".into();
+        let logged = format!("{config:?}");
+        assert!(!logged.contains("Secret-1") && !logged.contains("Secret-2"), "{logged}");
     }
 
     #[test]

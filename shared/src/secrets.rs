@@ -182,6 +182,15 @@ impl Secret {
         self.0.is_empty()
     }
 
+    pub fn is_sealed(&self) -> bool {
+        is_sealed(&self.0)
+    }
+
+    /// The value when it is not sealed: what a reader without the key may use.
+    pub fn reveal_plain(&self) -> Option<Zeroizing<String>> {
+        (!self.is_sealed()).then(|| Zeroizing::new(self.0.clone()))
+    }
+
     /// The value, opened if sealed.
     pub fn reveal(&self, key: &SecretBox) -> Result<Zeroizing<String>, SecretError> {
         if is_sealed(&self.0) {
@@ -189,6 +198,18 @@ impl Secret {
         } else {
             Ok(Zeroizing::new(self.0.clone()))
         }
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Secret {
+        Secret::new(value)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret::new(value)
     }
 }
 

@@ -23,10 +23,10 @@ async fn proxied(hole: &FakePihole, manager: &FakeNpm, hole_password: &str, npm_
         c.proxy.proxy = ProxyBackendKind::Npm;
         c.proxy.interval = Duration::from_secs(3600);
         c.proxy.pihole.url = hole_url;
-        c.proxy.pihole.password = hole_password;
+        c.proxy.pihole.password = hole_password.into();
         c.proxy.npm.url = npm_url;
         c.proxy.npm.email = EMAIL.into();
-        c.proxy.npm.password = npm_password;
+        c.proxy.npm.password = npm_password.into();
     })
     .await;
     system.start_proxy().await;

@@ -20,14 +20,13 @@ pub fn client() -> reqwest::Client {
 /// A configured password, opened when it is sealed.
 pub fn password(
     what: &'static str,
-    configured: &str,
+    configured: &Secret,
     key: Option<&SecretBox>,
 ) -> Result<Zeroizing<String>, BackendError> {
-    let secret = Secret::new(configured);
     match key {
-        Some(key) => secret.reveal(key).map_err(|_| BackendError::Auth(what)),
-        None if cubeos_shared::secrets::is_sealed(configured) => Err(BackendError::Auth(what)),
-        None => Ok(Zeroizing::new(configured.to_owned())),
+        Some(key) => configured.reveal(key).map_err(|_| BackendError::Auth(what)),
+        None if configured.is_sealed() => Err(BackendError::Auth(what)),
+        None => configured.reveal_plain().ok_or(BackendError::Auth(what)),
     }
 }
 
