@@ -27,11 +27,32 @@ pub struct Identity {
     /// The session id, when the client signed in with a session token.
     pub session: Option<String>,
     pub address: IpAddr,
+    /// Worked out once: they are compared with every packet's topic.
+    reply_topic: String,
+    /// A device's or node's own topic root.
+    own_root: Option<String>,
 }
 
 impl Identity {
-    pub fn reply_topic(&self) -> String {
-        topics::reply(&self.client_id)
+    pub fn new(user: String, role: Role, client_id: String, session: Option<String>, address: IpAddr) -> Identity {
+        let own_root = match role {
+            Role::Device => Some(topics::hardware_root(&user)),
+            Role::Node => Some(topics::node_root(&user)),
+            _ => None,
+        };
+        Identity {
+            reply_topic: topics::reply(&client_id),
+            own_root,
+            user,
+            role,
+            client_id,
+            session,
+            address,
+        }
+    }
+
+    pub fn reply_topic(&self) -> &str {
+        &self.reply_topic
     }
 }
 
@@ -49,10 +70,9 @@ pub enum PublishRule<'t> {
 }
 
 pub fn publish_rule<'t>(who: &Identity, topic: &'t str) -> PublishRule<'t> {
-    let own_root = match who.role {
-        Role::Device => topics::hardware_root(&who.user),
-        Role::Node => topics::node_root(&who.user),
-        _ => {
+    let own_root = match &who.own_root {
+        Some(root) => root,
+        None => {
             if let Some((service, action)) = topics::parse_command(topic) {
                 return PublishRule::Command { service, action };
             }
@@ -65,7 +85,7 @@ pub fn publish_rule<'t>(who: &Identity, topic: &'t str) -> PublishRule<'t> {
             };
         }
     };
-    if topics::is_within(topic, &own_root) && !has_wildcard(topic) {
+    if topics::is_within(topic, own_root) && !has_wildcard(topic) {
         PublishRule::Forward
     } else {
         PublishRule::Deny
@@ -80,13 +100,12 @@ pub fn subscribe_grant(who: &Identity, filter: &str, asked: QoS) -> Option<QoS> 
     if filter == who.reply_topic() {
         return Some(asked);
     }
-    let allowed = match who.role {
-        Role::Device => topics::is_within(filter, &topics::hardware_root(&who.user)),
-        Role::Node => topics::is_within(filter, &topics::node_root(&who.user)),
-        Role::Readonly | Role::User | Role::Admin => topics::READABLE_ROOTS
+    let allowed = match (who.role, &who.own_root) {
+        (_, Some(root)) => topics::is_within(filter, root),
+        (Role::Readonly | Role::User | Role::Admin, None) => topics::READABLE_ROOTS
             .iter()
             .any(|root| topics::is_within(filter, root)),
-        Role::Anonymous | Role::System => false,
+        _ => false,
     };
     if !allowed {
         return None;
@@ -107,13 +126,7 @@ mod tests {
     use super::*;
 
     fn who(role: Role, user: &str) -> Identity {
-        Identity {
-            user: user.into(),
-            role,
-            client_id: "c1".into(),
-            session: None,
-            address: IpAddr::from([127, 0, 0, 1]),
-        }
+        Identity::new(user.into(), role, "c1".into(), None, IpAddr::from([127, 0, 0, 1]))
     }
 
     #[test]

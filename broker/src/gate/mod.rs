@@ -233,13 +233,13 @@ impl Shared {
                 });
             }
         };
-        Ok(Identity {
-            user: granted.user,
-            role: granted.role,
+        Ok(Identity::new(
+            granted.user,
+            granted.role,
             client_id,
-            session: granted.session,
+            granted.session,
             address,
-        })
+        ))
     }
 
     async fn open_upstream(

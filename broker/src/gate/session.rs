@@ -274,7 +274,7 @@ impl Session {
             Some(Value::String(s)) => s.clone(),
             _ => String::new(),
         };
-        if envelope.get("reply_to").and_then(Value::as_str) != Some(self.who.reply_topic().as_str()) {
+        if envelope.get("reply_to").and_then(Value::as_str) != Some(self.who.reply_topic()) {
             let msg = format!("reply_to must be this client's reply topic, {}", self.who.reply_topic());
             return Err((id, BusError::forbidden(msg)));
         }
