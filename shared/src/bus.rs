@@ -597,12 +597,7 @@ fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
     // The policy holds here too, not only at the gate: a command stamped with a
     // caller is refused when that role may not call it.
     let caller = envelope.caller.unwrap_or_else(Caller::system);
-    if !crate::roles::may_call(caller.role, service_of(inner), &action) {
-        let err = BusError::forbidden(format!(
-            "role '{}' may not call {}",
-            caller.role,
-            crate::validate::truncate(&action, 64)
-        ));
+    if let Err(err) = crate::roles::check_call(caller.role, service_of(inner), &action) {
         send_reply(
             inner,
             envelope.reply_to,

@@ -90,6 +90,18 @@ fn need(svc: &str, action: &str) -> Need {
     }
 }
 
+/// [`may_call`] as the `forbidden` error both the gate and every dispatcher reply.
+pub fn check_call(role: Role, svc: &str, action: &str) -> Result<(), crate::BusError> {
+    if may_call(role, svc, action) {
+        Ok(())
+    } else {
+        Err(crate::BusError::forbidden(format!(
+            "role '{role}' may not call {}",
+            crate::validate::truncate(action, 64)
+        )))
+    }
+}
+
 /// Whether `role` may call `action` on `svc`.
 pub fn may_call(role: Role, svc: &str, action: &str) -> bool {
     match (role, need(svc, action)) {

@@ -278,10 +278,7 @@ impl Session {
             let msg = format!("reply_to must be this client's reply topic, {}", self.who.reply_topic());
             return Err((id, BusError::forbidden(msg)));
         }
-        if !roles::may_call(self.who.role, service, action) {
-            let msg = format!("role '{}' may not call {}", self.who.role, truncate(action, 64));
-            return Err((id, BusError::forbidden(msg)));
-        }
+        roles::check_call(self.who.role, service, action).map_err(|e| (id.clone(), e))?;
         let caller = Caller {
             user: self.who.user.clone(),
             role: self.who.role,
