@@ -22,6 +22,19 @@ pub enum AppType {
     User,
 }
 
+impl AppType {
+    /// The serde / SQL name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppType::System => "system",
+            AppType::Platform => "platform",
+            AppType::Network => "network",
+            AppType::Ai => "ai",
+            AppType::User => "user",
+        }
+    }
+}
+
 /// `apps.source`: where an app came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
@@ -30,6 +43,17 @@ pub enum AppSource {
     Cubeos,
     Casaos,
     Custom,
+}
+
+impl AppSource {
+    /// The serde / SQL name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppSource::Cubeos => "cubeos",
+            AppSource::Casaos => "casaos",
+            AppSource::Custom => "custom",
+        }
+    }
 }
 
 /// `port_allocations.protocol`.
@@ -259,6 +283,22 @@ pub struct ProfileRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_serde_names() {
+        for t in [
+            AppType::System,
+            AppType::Platform,
+            AppType::Network,
+            AppType::Ai,
+            AppType::User,
+        ] {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        for s in [AppSource::Cubeos, AppSource::Casaos, AppSource::Custom] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     #[test]
     fn secrets_never_serialise() {

@@ -340,7 +340,7 @@ impl Allocator {
             let in_use = range.ports().filter(|p| occ.taken(*p, protocol)).count();
             return Err(BusError::unavailable(format!(
                 "no {count} free {protocol} port(s) in the {} range {}-{}: {in_use} of {} in use",
-                ranges::type_name(app_type),
+                app_type.as_str(),
                 range.start,
                 range.end,
                 range.len()
@@ -455,9 +455,7 @@ impl Allocator {
         let occ = self.occupancy(false).await?;
         let (ports, _) = candidates(&self.ranges, app_type, protocol, &[], &occ);
         let ports: Vec<u16> = ports.into_iter().take(limit as usize).collect();
-        Ok(
-            json!({ "type": ranges::type_name(app_type), "protocol": protocol, "ports": ports, "swarm": occ.swarm_check() }),
-        )
+        Ok(json!({ "type": app_type.as_str(), "protocol": protocol, "ports": ports, "swarm": occ.swarm_check() }))
     }
 
     async fn stats(&self) -> Result<Value, BusError> {

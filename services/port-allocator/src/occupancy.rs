@@ -65,7 +65,7 @@ pub fn candidates(
             let range = ranges.range(app_type);
             notes.push(format!(
                 "preferred port {p} is outside the {} range {}-{} or reserved",
-                crate::ranges::type_name(app_type),
+                app_type.as_str(),
                 range.start,
                 range.end
             ));

@@ -56,16 +56,6 @@ pub struct Ranges {
     pub reserved: BTreeSet<u16>,
 }
 
-pub fn type_name(t: AppType) -> &'static str {
-    match t {
-        AppType::System => "system",
-        AppType::Platform => "platform",
-        AppType::Network => "network",
-        AppType::Ai => "ai",
-        AppType::User => "user",
-    }
-}
-
 impl Ranges {
     pub fn from_config(config: &PortsConfig) -> Result<Ranges, String> {
         let mut by_type = BTreeMap::new();
@@ -76,8 +66,8 @@ impl Ranges {
             (AppType::Ai, &config.ai),
             (AppType::User, &config.user),
         ] {
-            let range = PortRange::parse(spec).map_err(|e| format!("ports.{}: {e}", type_name(t)))?;
-            by_type.insert(type_name(t), (t, range));
+            let range = PortRange::parse(spec).map_err(|e| format!("ports.{}: {e}", t.as_str()))?;
+            by_type.insert(t.as_str(), (t, range));
         }
         Ok(Ranges {
             by_type,
@@ -86,7 +76,7 @@ impl Ranges {
     }
 
     pub fn range(&self, t: AppType) -> PortRange {
-        self.by_type[type_name(t)].1
+        self.by_type[t.as_str()].1
     }
 
     /// The type whose range holds `port`.

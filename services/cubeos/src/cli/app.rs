@@ -186,10 +186,7 @@ fn print_list(apps: &[AppRecord], statuses: &Value) {
         .map(|r| {
             vec![
                 r.app.name.clone(),
-                serde_json::to_value(r.app.app_type)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                r.app.app_type.as_str().to_owned(),
                 if r.app.enabled { "yes" } else { "no" }.to_owned(),
                 ports_of(r),
                 r.fqdns.iter().map(|f| f.fqdn.as_str()).collect::<Vec<_>>().join(","),
@@ -215,23 +212,9 @@ fn print_app(r: &AppRecord) {
         field("name", &a.name),
         field("display name", &a.display_name),
         field("description", &a.description),
-        field(
-            "type",
-            serde_json::to_value(a.app_type)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .as_deref()
-                .unwrap_or(""),
-        ),
+        field("type", a.app_type.as_str()),
         field("category", &a.category),
-        field(
-            "source",
-            serde_json::to_value(a.source)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .as_deref()
-                .unwrap_or(""),
-        ),
+        field("source", a.source.as_str()),
         field("enabled", if a.enabled { "yes" } else { "no" }),
         field("version", &a.version),
         field("compose", &a.compose_path),

@@ -38,7 +38,7 @@ fn print_human(t: &Translation) {
         vec!["description".into(), output::shorten(&a.description, 100)],
         vec!["category".into(), a.category.clone()],
         vec!["version".into(), a.version.clone()],
-        vec!["source".into(), format!("{:?}", a.source).to_lowercase()],
+        vec!["source".into(), a.source.as_str().to_owned()],
         vec!["store id".into(), a.store_id.clone().unwrap_or_default()],
         vec!["developer".into(), t.metadata.developer.clone()],
         vec!["architectures".into(), t.metadata.architectures.join(", ")],
