@@ -22,6 +22,13 @@ impl FieldError {
     }
 }
 
+/// A field that failed its rule is the caller's mistake: `bad_request`.
+impl From<FieldError> for crate::BusError {
+    fn from(e: FieldError) -> Self {
+        crate::BusError::bad_request(e.to_string())
+    }
+}
+
 pub type FieldResult<T> = Result<T, FieldError>;
 
 /// App, profile and other names that may become paths, stack names or DNS labels:

@@ -151,10 +151,6 @@ struct AvailableArgs {
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
 
-fn bad(e: validate::FieldError) -> BusError {
-    BusError::bad_request(e.to_string())
-}
-
 impl Allocator {
     pub fn new(bus: Bus, ranges: Ranges, docker: DockerConfig) -> Self {
         Allocator {
@@ -271,7 +267,7 @@ impl Allocator {
     }
 
     async fn allocate(&self, args: AllocateArgs) -> Result<Value, BusError> {
-        validate::name("app", &args.app).map_err(bad)?;
+        validate::name("app", &args.app)?;
         let count = args.count.unwrap_or(1);
         if !(1..=MAX_COUNT).contains(&count) {
             return Err(BusError::bad_request(format!(
@@ -282,8 +278,7 @@ impl Allocator {
             .preferred
             .iter()
             .map(|p| validate::port("preferred", *p))
-            .collect::<Result<_, _>>()
-            .map_err(bad)?;
+            .collect::<Result<_, _>>()?;
         let protocol = args.protocol.unwrap_or(Protocol::Tcp);
         let app_type = match args.app_type.or_else(|| self.known_type(&args.app)) {
             Some(t) => t,
@@ -379,9 +374,9 @@ impl Allocator {
     }
 
     async fn release(&self, args: ReleaseArgs) -> Result<Value, BusError> {
-        validate::name("app", &args.app).map_err(bad)?;
+        validate::name("app", &args.app)?;
         if let Some(p) = args.port {
-            validate::port("port", p).map_err(bad)?;
+            validate::port("port", p)?;
         }
         let reply = self
             .bus
@@ -411,7 +406,7 @@ impl Allocator {
     }
 
     async fn check(&self, args: CheckArgs) -> Result<Value, BusError> {
-        let port = validate::port("port", args.port).map_err(bad)?;
+        let port = validate::port("port", args.port)?;
         let protocol = args.protocol.unwrap_or(Protocol::Tcp);
         let occ = self.occupancy(true).await?;
         let key = (port, protocol);
