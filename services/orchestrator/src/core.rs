@@ -85,17 +85,26 @@ pub fn core_dir(config: &Config, name: &str) -> PathBuf {
 }
 
 /// The translation of a core app: trusted (forced), its ports fixed as written.
-pub fn translate(config: &Config, app: &CoreApp) -> Result<compose::Translation, compose::ComposeError> {
-    let mut ctx = Context::for_app(config, app.name, &Vars::new());
+pub fn translate(
+    config: &Config,
+    instance: &str,
+    app: &CoreApp,
+) -> Result<compose::Translation, compose::ComposeError> {
+    let mut ctx = Context::for_app(config, instance, app.name, &Vars::new());
     ctx.app_data = core_dir(config, app.name).join("appdata");
     ctx.force = true;
     compose::translate(app.compose, &ctx)
 }
 
+/// The system's domain, under which every app is named.
+pub async fn domain(bus: &cubeos_shared::Bus) -> Result<String, BusError> {
+    let reply = bus.request(REGISTRY, "state.get", &json!({ "key": "domain" })).await?;
+    Ok(reply["value"].as_str().unwrap_or("cubeos.cube").to_owned())
+}
+
 /// Seeds the registry with the core apps it does not have yet; returns their names.
-pub async fn seed(bus: &cubeos_shared::Bus, config: &Config) -> Result<Vec<&'static str>, BusError> {
-    let domain = bus.request(REGISTRY, "state.get", &json!({ "key": "domain" })).await?;
-    let domain = domain["value"].as_str().unwrap_or("cubeos.cube").to_owned();
+pub async fn seed(bus: &cubeos_shared::Bus, config: &Config, instance: &str) -> Result<Vec<&'static str>, BusError> {
+    let domain = domain(bus).await?;
     let mut seeded = Vec::new();
     for app in CORE_APPS {
         match bus.request(REGISTRY, "app.get", &json!({ "name": app.name })).await {
@@ -103,7 +112,8 @@ pub async fn seed(bus: &cubeos_shared::Bus, config: &Config) -> Result<Vec<&'sta
             Err(e) if e.code == ErrorCode::NotFound => {}
             Err(e) => return Err(e),
         }
-        let t = translate(config, app).map_err(|e| BusError::internal(format!("core app {}: {e}", app.name)))?;
+        let t =
+            translate(config, instance, app).map_err(|e| BusError::internal(format!("core app {}: {e}", app.name)))?;
         let dir = core_dir(config, app.name);
         let compose_path = dir.join("appconfig").join("docker-compose.yml");
         std::fs::create_dir_all(dir.join("appconfig")).map_err(|e| BusError::internal(e.to_string()))?;
@@ -116,7 +126,7 @@ pub async fn seed(bus: &cubeos_shared::Bus, config: &Config) -> Result<Vec<&'sta
                     .map(|port| json!({ "port": port, "protocol": p.protocol, "description": p.description }))
             })
             .collect();
-        let web = t.ports.iter().find_map(|p| p.published).unwrap_or(80);
+        let web = t.web_port().unwrap_or(80);
         let record = json!({
             "name": app.name,
             "display_name": app.display_name,
@@ -143,7 +153,7 @@ mod tests {
     fn every_core_app_translates_with_its_fixed_ports() {
         let config = Config::default();
         for app in CORE_APPS {
-            let t = translate(&config, app).unwrap_or_else(|e| panic!("{}: {e}", app.name));
+            let t = translate(&config, "test", app).unwrap_or_else(|e| panic!("{}: {e}", app.name));
             assert!(
                 t.ports.iter().all(|p| p.published.is_some()),
                 "{}: every port is fixed",
@@ -155,7 +165,7 @@ mod tests {
                 app.name
             );
         }
-        let pihole = translate(&config, &CORE_APPS[0]).unwrap();
+        let pihole = translate(&config, "test", &CORE_APPS[0]).unwrap();
         let published: Vec<u16> = pihole.ports.iter().filter_map(|p| p.published).collect();
         assert_eq!(published, [6001, 53, 53]);
     }

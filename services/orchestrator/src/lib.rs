@@ -75,7 +75,7 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     });
     // Before taking commands: a marker found now belongs to a crashed run.
     orch.recover_interrupted_installs().await;
-    match core::seed(&bus, &orch.config).await {
+    match core::seed(&bus, &orch.config, orch.instance()).await {
         Ok(seeded) if !seeded.is_empty() => info!(?seeded, "core apps registered"),
         Ok(_) => {}
         Err(e) => warn!(error = %e, "core apps not registered"),

@@ -176,6 +176,11 @@ impl Orchestrator {
         *self.docker.lock().await = None;
     }
 
+    /// This installation's id, as its Swarm objects are labelled.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     fn app_dir(&self, name: &str) -> PathBuf {
         self.config.app_dir(name)
     }
@@ -201,7 +206,7 @@ impl Orchestrator {
         };
         for app in crate::core::CORE_APPS {
             let result = async {
-                let t = crate::core::translate(&self.config, app).map_err(|e| e.to_string())?;
+                let t = crate::core::translate(&self.config, &self.instance, app).map_err(|e| e.to_string())?;
                 for dir in &t.bind_dirs {
                     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
                 }
@@ -290,11 +295,11 @@ impl Orchestrator {
             (None, None) => compose::declared_name(&text)
                 .ok_or_else(|| BusError::bad_request("name: the file has no 'name:', give one"))?,
         };
-        validate::name("name", &name).map_err(|e| BusError::bad_request(e.to_string()))?;
+        validate::name("name", &name)?;
         for key in args.env.keys() {
-            validate::key("env", &key.to_ascii_lowercase()).map_err(|e| BusError::bad_request(e.to_string()))?;
+            validate::key("env", &key.to_ascii_lowercase())?;
         }
-        let mut ctx = Context::for_app(&self.config, &name, &args.env);
+        let mut ctx = Context::for_app(&self.config, &self.instance, &name, &args.env);
         ctx.force = args.force;
         let translation = compose::translate(&text, &ctx).map_err(|e| BusError::bad_request(e.to_string()))?;
         translation
@@ -442,17 +447,8 @@ impl Orchestrator {
                 .await;
 
             // 6. the app's name
-            let web = t
-                .web_ui
-                .as_ref()
-                .map(|w| w.port)
-                .or_else(|| t.ports.iter().find_map(|p| p.published));
-            let domain = self
-                .bus
-                .request(REGISTRY, "state.get", &json!({ "key": "domain" }))
-                .await
-                .map_err(step(6))?;
-            let domain = domain["value"].as_str().unwrap_or("cubeos.cube").to_owned();
+            let web = t.web_port();
+            let domain = crate::core::domain(&self.bus).await.map_err(step(6))?;
             let fqdn = format!("{name}.{domain}");
             match web {
                 Some(port) => {
@@ -544,7 +540,7 @@ impl Orchestrator {
     }
 
     async fn require_app(&self, name: &str) -> Result<Value, BusError> {
-        validate::name("name", name).map_err(|e| BusError::bad_request(e.to_string()))?;
+        validate::name("name", name)?;
         self.bus.request(REGISTRY, "app.get", &json!({ "name": name })).await
     }
 
@@ -560,6 +556,11 @@ impl Orchestrator {
 
     pub async fn start(&self, name: &str) -> Result<Value, BusError> {
         self.require_app(name).await?;
+        self.start_known(name).await
+    }
+
+    /// [`Self::start`] of an app already looked up.
+    async fn start_known(&self, name: &str) -> Result<Value, BusError> {
         self.stopped.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
         let docker = self.docker().await?;
         let spec = self
@@ -572,6 +573,11 @@ impl Orchestrator {
 
     pub async fn stop(&self, name: &str) -> Result<Value, BusError> {
         self.require_app(name).await?;
+        self.stop_known(name).await
+    }
+
+    /// [`Self::stop`] of an app already looked up.
+    async fn stop_known(&self, name: &str) -> Result<Value, BusError> {
         self.stopped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -603,9 +609,9 @@ impl Orchestrator {
             .request(REGISTRY, "app.update", &json!({ "name": name, "enabled": enabled }))
             .await?;
         if enabled {
-            self.start(name).await
+            self.start_known(name).await
         } else {
-            self.stop(name).await
+            self.stop_known(name).await
         }
     }
 

@@ -11,7 +11,9 @@ use crate::output;
 
 pub fn run(config: &Config, file: &str, name: Option<String>, json: bool, force: bool) -> anyhow::Result<()> {
     let ComposeFile { text, name } = ComposeFile::read(file, name)?;
-    let mut ctx = Context::for_app(config, &name, &Vars::new());
+    // The labels show this box's id; a box not set up yet shows a placeholder.
+    let instance = config.instance_id().unwrap_or_else(|_| "local".into());
+    let mut ctx = Context::for_app(config, &instance, &name, &Vars::new());
     ctx.force = force;
     let t = compose::translate(&text, &ctx)?;
     if json {

@@ -121,9 +121,9 @@ impl SystemVars {
 }
 
 impl Context {
-    /// The context CubeOS installs app `name` in: its data path, the shared folder
-    /// and the publish mode from `config`.
-    pub fn for_app(config: &cubeos_shared::Config, name: &str, overrides: &Vars) -> Self {
+    /// The context CubeOS installation `instance` installs app `name` in: its data
+    /// path, the shared folder and the publish mode from `config`.
+    pub fn for_app(config: &cubeos_shared::Config, instance: &str, name: &str, overrides: &Vars) -> Self {
         let mut ctx = Context::new(
             name,
             config.app_dir(name).join("appdata"),
@@ -132,9 +132,7 @@ impl Context {
             overrides,
         );
         ctx.publish_mode = config.apps.publish_mode;
-        if let Ok(id) = config.instance_id() {
-            ctx.instance = id;
-        }
+        ctx.instance = instance.to_owned();
         ctx
     }
 }
@@ -197,6 +195,14 @@ pub struct Translation {
 }
 
 impl Translation {
+    /// The port the app's name proxies to: its web UI's, else its first published.
+    pub fn web_port(&self) -> Option<u16> {
+        self.web_ui
+            .as_ref()
+            .map(|w| w.port)
+            .or_else(|| self.ports.iter().find_map(|p| p.published))
+    }
+
     pub fn deployable(&self) -> bool {
         self.refusals.is_empty()
     }
