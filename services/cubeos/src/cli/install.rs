@@ -4,9 +4,10 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context as _, bail};
+use cubeos_orchestrator::service::Progress;
 use cubeos_shared::topics::{self, service::ORCHESTRATOR};
 use cubeos_shared::{Bus, validate};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::compose_file::ComposeFile;
 use crate::output;
@@ -34,26 +35,27 @@ pub async fn run(bus: &Bus, file: &str, name: Option<String>, force: bool, env: 
             &json!({ "compose": text, "name": name, "force": force, "env": vars }),
         )
         .await?;
-    let job = reply["job"].as_str().unwrap_or_default().to_owned();
+    let job = reply["job"]
+        .as_str()
+        .context("the orchestrator's reply names no job")?
+        .to_owned();
     let tty = std::io::stdout().is_terminal();
     while let Some(msg) = events.recv().await {
-        let Ok(event) = serde_json::from_slice::<Value>(&msg.payload) else {
+        let Ok(event) = serde_json::from_slice::<Progress>(&msg.payload) else {
             continue;
         };
-        if event["job"] != job.as_str() {
+        if event.job != job {
             continue;
         }
-        let (step, of) = (
-            event["step"].as_u64().unwrap_or(0) as usize,
-            event["of"].as_u64().unwrap_or(1).max(1) as usize,
-        );
-        let filled = BAR * step.min(of) / of;
+        let of = event.of.max(1);
+        let step = event.step.min(of);
+        let filled = BAR * step / of;
         let line = format!(
             "[{}{}] {step}/{of} {}: {}",
             "#".repeat(filled),
             "-".repeat(BAR - filled),
-            event["name"].as_str().unwrap_or_default(),
-            event["message"].as_str().unwrap_or_default()
+            event.name,
+            event.message
         );
         if tty {
             // Redraw one line in place.
@@ -63,19 +65,19 @@ pub async fn run(bus: &Bus, file: &str, name: Option<String>, force: bool, env: 
         } else {
             output::line(&line);
         }
-        match event["status"].as_str() {
-            Some("done") => {
+        match event.status.as_str() {
+            "done" => {
                 if tty {
                     output::line("");
                 }
                 output::line(&format!("{name}: installed"));
                 return Ok(());
             }
-            Some("failed") => {
+            "failed" => {
                 if tty {
                     output::line("");
                 }
-                bail!("{name}: {}", event["message"].as_str().unwrap_or("install failed"));
+                bail!("{name}: {}", event.message);
             }
             _ => {}
         }
