@@ -49,9 +49,12 @@ async fn run_services(config: Config, credentials: &Credentials, names: &[&str])
     let mut tasks = JoinSet::new();
     // Services start in order, each once the one before is online: the registry
     // answers before anyone asks it anything.
+    // One watcher per process: `cubeos run` processes started together must not
+    // take over each other's session.
+    let watcher_id = format!("cubeos-up-{}", std::process::id());
     let watcher = Bus::connect(BusOptions::new(
         &config,
-        "cubeos-up",
+        &watcher_id,
         &credentials.username,
         &credentials.password,
     ))
@@ -74,15 +77,27 @@ async fn run_services(config: Config, credentials: &Credentials, names: &[&str])
         let owned = name.to_string();
         tasks.spawn(async move { (owned, entry(ctx).await) });
         let online = topics::service_status(name);
+        // Online, or ended: a service that fails at start is reported at once
+        // instead of after the whole start timeout.
         let wait = async {
-            while let Some(msg) = liveness.recv().await {
-                if msg.topic == online && msg.payload == b"online" {
-                    return;
+            loop {
+                tokio::select! {
+                    msg = liveness.recv() => match msg {
+                        Some(msg) if msg.topic == online && msg.payload == b"online" => return None,
+                        Some(_) => {}
+                        None => return None,
+                    },
+                    Some(done) = tasks.join_next() => return Some(done),
                 }
             }
         };
-        if tokio::time::timeout(SERVICE_START, wait).await.is_err() {
-            error!(service = %name, "not online after {SERVICE_START:?}; starting the rest anyway");
+        match tokio::time::timeout(SERVICE_START, wait).await {
+            Ok(None) => {}
+            Ok(Some(done)) => {
+                trigger.trigger();
+                return Err(ended(done));
+            }
+            Err(_) => error!(service = %name, "not online after {SERVICE_START:?}; starting the rest anyway"),
         }
     }
     watcher.shutdown().await;
@@ -90,11 +105,7 @@ async fn run_services(config: Config, credentials: &Credentials, names: &[&str])
         _ = signal() => info!("shutting down"),
         Some(done) = tasks.join_next() => {
             trigger.trigger();
-            match done {
-                Ok((name, Ok(()))) => bail!("service {name} stopped unexpectedly"),
-                Ok((name, Err(e))) => bail!("service {name} failed: {e:#}"),
-                Err(e) => bail!("a service panicked: {e}"),
-            }
+            return Err(ended(done));
         }
     }
     trigger.trigger();
@@ -111,6 +122,15 @@ async fn run_services(config: Config, credentials: &Credentials, names: &[&str])
     }
     info!("stopped");
     Ok(())
+}
+
+/// Why `cubeos up` ends when a service's task does.
+fn ended(done: Result<(String, anyhow::Result<()>), tokio::task::JoinError>) -> anyhow::Error {
+    match done {
+        Ok((name, Ok(()))) => anyhow::anyhow!("service {name} stopped unexpectedly"),
+        Ok((name, Err(e))) => anyhow::anyhow!("service {name} failed: {e:#}"),
+        Err(e) => anyhow::anyhow!("a service panicked: {e}"),
+    }
 }
 
 /// Ctrl-C or SIGTERM.
