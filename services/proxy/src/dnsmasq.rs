@@ -98,14 +98,19 @@ pub fn render_hosts(records: &BTreeMap<String, IpAddr>) -> String {
 /// Reads a hosts file back (comments and malformed lines skipped).
 pub fn parse_hosts(text: &str) -> BTreeMap<String, IpAddr> {
     text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            let ip = words.next()?.parse().ok()?;
-            Some(words.map(move |name| (name.to_owned(), ip)))
-        })
-        .flatten()
+        .filter_map(hosts_line)
+        .flat_map(|(ip, names)| names.map(move |name| (name.to_owned(), ip)))
         .collect()
+}
+
+/// One hosts line — `address name...`, a `#` starting a comment — as its address
+/// and names; `None` for a comment, blank or malformed line. Pi-hole's
+/// `dns.hosts` entries have the same form.
+pub fn hosts_line(line: &str) -> Option<(IpAddr, std::str::SplitWhitespace<'_>)> {
+    let data = line.split('#').next().unwrap_or_default();
+    let mut words = data.split_whitespace();
+    let ip = words.next()?.parse().ok()?;
+    Some((ip, words))
 }
 
 /// Replaces a file atomically (a reader never sees half of it).
@@ -132,6 +137,12 @@ mod tests {
         let text = render_hosts(&records);
         assert!(text.starts_with(MARKER));
         assert_eq!(parse_hosts(&text), records);
-        assert!(parse_hosts("garbage\n10.0.0.1\nnot-an-ip x\n").is_empty());
+        assert!(parse_hosts("garbage\n10.0.0.1\nnot-an-ip x\n# 10.0.0.2 c\n").is_empty());
+        assert_eq!(
+            parse_hosts("10.0.0.3 d.cube # says who\n")
+                .into_keys()
+                .collect::<Vec<_>>(),
+            ["d.cube"]
+        );
     }
 }

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::backend::{BackendError, Outcome};
 use crate::desired::Desired;
-use crate::dnsmasq::write;
+use crate::dnsmasq::{hosts_line, write};
 use crate::http;
 
 const WHAT: &str = "pihole";
@@ -230,11 +230,11 @@ fn entry(ip: IpAddr, name: &str) -> String {
     format!("{ip} {name}")
 }
 
-/// name -> the entries that name it.
+/// name -> the entries that name it (a trailing `# comment` names nothing).
 fn parse(entries: &[String]) -> BTreeMap<String, Vec<&String>> {
     let mut by_name: BTreeMap<String, Vec<&String>> = BTreeMap::new();
     for line in entries {
-        for name in line.split_whitespace().skip(1) {
+        for name in hosts_line(line).into_iter().flat_map(|(_, names)| names) {
             by_name.entry(name.to_ascii_lowercase()).or_default().push(line);
         }
     }
