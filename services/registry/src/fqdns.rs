@@ -62,19 +62,30 @@ pub async fn insert(conn: &mut SqliteConnection, app_id: i64, spec: &CheckedFqdn
     match inserted {
         Ok(row) => Ok(row),
         Err(e) if is_unique_violation(&e) => {
-            let app = sqlx::query_scalar::<_, String>(
-                "SELECT a.name FROM fqdns f JOIN apps a ON a.id = f.app_id WHERE f.fqdn = ?",
-            )
-            .bind(&spec.fqdn)
-            .fetch_optional(&mut *conn)
-            .await?
-            .unwrap_or_else(|| "unknown".into());
+            let app = holder(conn, &spec.fqdn).await?.unwrap_or_else(|| "unknown".into());
             Err(RegistryError::FqdnHeld {
                 fqdn: spec.fqdn.clone(),
                 app,
             })
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The name of the app holding `fqdn`, if any.
+async fn holder(conn: &mut SqliteConnection, fqdn: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT a.name FROM fqdns f JOIN apps a ON a.id = f.app_id WHERE f.fqdn = ?")
+            .bind(fqdn)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+fn not_found(fqdn: &str) -> RegistryError {
+    RegistryError::NotFound {
+        what: "fqdn",
+        name: fqdn.to_owned(),
     }
 }
 
@@ -92,15 +103,7 @@ pub async fn add(store: &Store, new: NewFqdn) -> Result<Fqdn> {
 pub async fn remove(store: &Store, fqdn: &str) -> Result<(Fqdn, String)> {
     let fqdn = validate::fqdn("fqdn", fqdn)?;
     let mut tx = store.writer.begin().await?;
-    let app =
-        sqlx::query_scalar::<_, String>("SELECT a.name FROM fqdns f JOIN apps a ON a.id = f.app_id WHERE f.fqdn = ?")
-            .bind(&fqdn)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound {
-                what: "fqdn",
-                name: fqdn.clone(),
-            })?;
+    let app = holder(&mut tx, &fqdn).await?.ok_or_else(|| not_found(&fqdn))?;
     let row = sqlx::query_as::<_, Fqdn>("DELETE FROM fqdns WHERE fqdn = ? RETURNING *")
         .bind(&fqdn)
         .fetch_one(&mut *tx)
@@ -129,10 +132,7 @@ pub async fn set_proxy_id(store: &Store, set: ProxyId) -> Result<(Fqdn, String)>
         .bind(&fqdn)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| RegistryError::NotFound {
-            what: "fqdn",
-            name: fqdn.clone(),
-        })?;
+        .ok_or_else(|| not_found(&fqdn))?;
     let app = sqlx::query_scalar::<_, String>("SELECT name FROM apps WHERE id = ?")
         .bind(row.app_id)
         .fetch_one(&mut *tx)
