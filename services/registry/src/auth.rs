@@ -19,6 +19,34 @@ use crate::tokens::{self, Kind, TOKEN_PREFIX};
 use crate::{Registry, settings, users};
 
 /// `auth.connect`: what the gate asks for each CONNECT.
+/// What a sign-in secret proved: a user's password (the user as just read), or a
+/// token.
+enum Verified {
+    Password(User),
+    Token(Granted),
+}
+
+impl Verified {
+    fn granted(self) -> Granted {
+        match self {
+            Verified::Password(user) => Granted {
+                user: user.username,
+                role: user.role,
+                session: None,
+            },
+            Verified::Token(granted) => granted,
+        }
+    }
+
+    /// The user whose password it was; a token is never taken for a password.
+    fn user(self) -> Result<User> {
+        match self {
+            Verified::Password(user) => Ok(user),
+            Verified::Token(_) => Err(wrong_credentials()),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectArgs {
@@ -90,7 +118,7 @@ impl Registry {
         secret: &Secret,
         address: Option<&str>,
         tokens: bool,
-    ) -> Result<Granted> {
+    ) -> Result<Verified> {
         let keys = Self::throttle_keys(username, address);
         if let Err(wait) = self.throttle.check(&keys) {
             return Err(RegistryError::Unauthorized(format!(
@@ -103,19 +131,15 @@ impl Registry {
         if is_token && !tokens {
             return Err(wrong_credentials());
         }
-        let granted = if is_token {
-            self.check_token(username, &plain).await?
+        let verified = if is_token {
+            self.check_token(username, &plain).await?.map(Verified::Token)
         } else {
-            self.check_password(username, plain).await?.map(|user| Granted {
-                user: user.username,
-                role: user.role,
-                session: None,
-            })
+            self.check_password(username, plain).await?.map(Verified::Password)
         };
-        match granted {
-            Some(granted) => {
+        match verified {
+            Some(verified) => {
                 self.throttle.succeeded(&keys);
-                Ok(granted)
+                Ok(verified)
             }
             None => {
                 self.throttle.failed(&keys);
@@ -162,10 +186,10 @@ impl Registry {
     /// `auth.connect`: anonymous is let in only before setup.
     pub async fn auth_connect(&self, args: ConnectArgs) -> Result<Granted> {
         match (args.username, args.password) {
-            (Some(username), Some(password)) => {
-                self.check_secret(&username, &password, args.address.as_deref(), true)
-                    .await
-            }
+            (Some(username), Some(password)) => Ok(self
+                .check_secret(&username, &password, args.address.as_deref(), true)
+                .await?
+                .granted()),
             (None, None) if !settings::setup_complete(&self.store).await? => Ok(Granted {
                 user: String::new(),
                 role: Role::Anonymous,
@@ -197,10 +221,10 @@ impl Registry {
 
     /// `auth.login`: a password for a session token.
     pub async fn auth_login(&self, caller: &Caller, args: Credentials) -> Result<Value> {
-        let granted = self
+        let user = self
             .check_secret(&args.username, &args.password, caller.address.as_deref(), false)
-            .await?;
-        let user = users::require(&self.store, &granted.user).await?;
+            .await?
+            .user()?;
         self.new_session(&user).await
     }
 
@@ -285,15 +309,17 @@ impl Registry {
                 "only an admin may set another user's password".into(),
             ));
         }
-        let user = users::require(&self.store, &target).await?;
-        if !privileged {
+        let user = if privileged {
+            users::require(&self.store, &target).await?
+        } else {
             let current = args
                 .current_password
                 .as_ref()
                 .ok_or_else(|| cubeos_shared::validate::FieldError::new("current_password", "required"))?;
             self.check_secret(&target, current, caller.address.as_deref(), false)
-                .await?;
-        }
+                .await?
+                .user()?
+        };
         let plain = args.password.reveal(&self.secrets)?;
         users::check_password(&plain)?;
         let hash = users::hash(plain).await?;
