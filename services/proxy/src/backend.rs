@@ -12,12 +12,14 @@ use crate::{dnsmasq::Dnsmasq, nginx::Nginx, npm::Npm, pihole::Pihole};
 /// host it creates: what it may change or delete.
 pub const MARKER: &str = "# managed by cubeos: changes here are overwritten";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     #[error("{0} is unreachable: {1}")]
     Unreachable(&'static str, String),
     #[error("{0} refused our credentials")]
     Auth(&'static str),
+    #[error("{0}'s password is sealed and cannot be opened with this box's secret key")]
+    Sealed(&'static str),
     #[error("{0} rejected a change: {1}")]
     Rejected(&'static str, String),
     #[error("{0}: {1}")]

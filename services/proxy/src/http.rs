@@ -17,17 +17,27 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-/// A configured password, opened when it is sealed.
+/// A configured password, opened when it is sealed. One this box cannot open is
+/// its own error, not the backend refusing us.
 pub fn password(
     what: &'static str,
     configured: &Secret,
     key: Option<&SecretBox>,
 ) -> Result<Zeroizing<String>, BackendError> {
     match key {
-        Some(key) => configured.reveal(key).map_err(|_| BackendError::Auth(what)),
-        None if configured.is_sealed() => Err(BackendError::Auth(what)),
-        None => configured.reveal_plain().ok_or(BackendError::Auth(what)),
+        Some(key) => configured.reveal(key).map_err(|_| BackendError::Sealed(what)),
+        None => configured.reveal_plain().ok_or(BackendError::Sealed(what)),
     }
+}
+
+/// A reply body as `T`: a transport failure is `Unreachable`, a body of another
+/// shape `Rejected`.
+pub async fn json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    response: reqwest::Response,
+) -> Result<T, BackendError> {
+    let text = response.text().await.map_err(|e| unreachable(what, e))?;
+    serde_json::from_str(&text).map_err(|e| BackendError::Rejected(what, format!("unexpected reply: {e}")))
 }
 
 /// A transport failure, without the URL's query (a Pi-hole sid could sit there).
@@ -48,4 +58,25 @@ pub fn refused(what: &'static str, status: reqwest::StatusCode, body: &str) -> B
         what,
         format!("{status}: {}", cubeos_shared::validate::truncate(body.trim(), 200)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_this_box_cannot_open_is_not_a_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretBox::load_or_create(&dir.path().join("k")).unwrap();
+        let other = SecretBox::load_or_create(&dir.path().join("other")).unwrap();
+        let sealed = Secret::new(key.seal("hunter2").unwrap());
+        assert_eq!(password("npm", &sealed, Some(&key)).unwrap().as_str(), "hunter2");
+        for opened in [password("npm", &sealed, None), password("npm", &sealed, Some(&other))] {
+            let e = opened.unwrap_err();
+            assert!(matches!(e, BackendError::Sealed("npm")), "{e}");
+            assert!(!e.to_string().contains("hunter2"));
+        }
+        let plain = Secret::new("plain-pw");
+        assert_eq!(password("npm", &plain, None).unwrap().as_str(), "plain-pw");
+    }
 }

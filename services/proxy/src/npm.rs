@@ -24,7 +24,7 @@ pub struct Npm {
     client: reqwest::Client,
     url: String,
     email: String,
-    password: Result<Zeroizing<String>, String>,
+    password: Result<Zeroizing<String>, BackendError>,
     /// The token and when to stop using it (a minute before NPM's expiry).
     token: Option<(Zeroizing<String>, Instant)>,
 }
@@ -76,13 +76,13 @@ impl Npm {
             client: http::client(),
             url: config.url.trim_end_matches('/').to_owned(),
             email: config.email.clone(),
-            password: http::password(WHAT, &config.password, key).map_err(|e| e.to_string()),
+            password: http::password(WHAT, &config.password, key),
             token: None,
         }
     }
 
     async fn login(&mut self) -> Result<(), BackendError> {
-        let password = self.password.as_ref().map_err(|_| BackendError::Auth(WHAT))?;
+        let password = self.password.as_ref().map_err(Clone::clone)?;
         let response = self
             .client
             .post(format!("{}/api/tokens", self.url))
@@ -97,7 +97,7 @@ impl Npm {
         if !response.status().is_success() {
             return Err(http::rejected(WHAT, response).await);
         }
-        let reply: TokenReply = response.json().await.map_err(|e| http::unreachable(WHAT, e))?;
+        let reply: TokenReply = http::json(WHAT, response).await?;
         // NPM tokens last a day; signing in again after an hour bounds the damage of
         // a clock that disagrees with NPM's, and 401 triggers a new one anyway.
         self.token = Some((Zeroizing::new(reply.token), Instant::now() + Duration::from_secs(3600)));

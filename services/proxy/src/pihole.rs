@@ -28,7 +28,7 @@ const WHAT: &str = "pihole";
 pub struct Pihole {
     client: reqwest::Client,
     url: String,
-    password: Result<Zeroizing<String>, String>,
+    password: Result<Zeroizing<String>, BackendError>,
     sid: Option<Zeroizing<String>>,
     ledger: PathBuf,
     owned: Option<BTreeSet<String>>,
@@ -65,7 +65,7 @@ impl Pihole {
         Pihole {
             client: http::client(),
             url: config.url.trim_end_matches('/').to_owned(),
-            password: http::password(WHAT, &config.password, key).map_err(|e| e.to_string()),
+            password: http::password(WHAT, &config.password, key),
             sid: None,
             ledger: data_dir.join("proxy").join("pihole-owned.json"),
             owned: None,
@@ -73,7 +73,7 @@ impl Pihole {
     }
 
     async fn login(&mut self) -> Result<(), BackendError> {
-        let password = self.password.as_ref().map_err(|_| BackendError::Auth(WHAT))?;
+        let password = self.password.as_ref().map_err(Clone::clone)?;
         let response = self
             .client
             .post(format!("{}/api/auth", self.url))
@@ -87,7 +87,7 @@ impl Pihole {
         if !response.status().is_success() {
             return Err(http::rejected(WHAT, response).await);
         }
-        let reply: AuthReply = response.json().await.map_err(|e| http::unreachable(WHAT, e))?;
+        let reply: AuthReply = http::json(WHAT, response).await?;
         match (reply.session.valid, reply.session.sid) {
             (true, Some(sid)) => {
                 self.sid = Some(Zeroizing::new(sid));
@@ -126,7 +126,7 @@ impl Pihole {
         if !response.status().is_success() {
             return Err(http::rejected(WHAT, response).await);
         }
-        let reply: HostsReply = response.json().await.map_err(|e| http::unreachable(WHAT, e))?;
+        let reply: HostsReply = http::json(WHAT, response).await?;
         Ok(reply.config.dns.hosts)
     }
 
