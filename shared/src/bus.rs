@@ -27,6 +27,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::envelope::{BusError, Caller, ErrorCode, ReplyEnvelope, RequestEnvelope, salvage_reply_address};
+use crate::liveness::Liveness;
 use crate::topics;
 
 /// How to reach the broker and who this client is.
@@ -134,6 +135,9 @@ struct Inner {
     /// The last CONNACK refusal, so that [`Bus::connect`] fails at once on a wrong
     /// password instead of retrying until its timeout.
     refused: watch::Sender<Option<rumqttc::ConnectReturnCode>>,
+    /// Why the very first connection attempt failed (nothing listening, say), so
+    /// that [`Bus::connect`] fails at once instead of retrying until its timeout.
+    unreachable: watch::Sender<Option<String>>,
     event_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -145,9 +149,6 @@ struct Inner {
 /// would only add a PUBACK per message — and before the broker's listeners got
 /// TCP_NODELAY, each of those held the next message behind a 40 ms delayed ACK.
 const BUS_QOS: QoS = QoS::AtMostOnce;
-
-const ONLINE: &[u8] = b"online";
-const OFFLINE: &[u8] = b"offline";
 
 impl Bus {
     /// Connects and waits for the first CONNACK (up to the request timeout). The
@@ -170,7 +171,7 @@ impl Bus {
         if let Some(service) = &options.service {
             mqtt.set_last_will(LastWill::new(
                 topics::service_status(service),
-                OFFLINE,
+                Liveness::Offline.as_bytes(),
                 QoS::AtLeastOnce,
                 true,
             ));
@@ -183,6 +184,7 @@ impl Bus {
         eventloop.set_network_options(network);
         let (connected, mut ready) = watch::channel(false);
         let (refused, mut refusal) = watch::channel(None);
+        let (unreachable, mut failure) = watch::channel(None);
         let inner = Arc::new(Inner {
             client,
             reply_topic: topics::reply(&options.client_id),
@@ -196,41 +198,55 @@ impl Bus {
             subscribers: Mutex::new(Vec::new()),
             connected,
             refused,
+            unreachable,
             event_loop: Mutex::new(None),
         });
         let task = tokio::spawn(run_event_loop(Arc::downgrade(&inner), eventloop));
         *inner.event_loop.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         let timeout = inner.options.request_timeout;
+        /// How the wait for the first CONNACK ended.
+        enum First {
+            Up,
+            Refused(rumqttc::ConnectReturnCode),
+            Unreachable(String),
+        }
         let outcome = tokio::time::timeout(timeout, async {
             tokio::select! {
-                up = ready.wait_for(|up| *up) => up.map(|_| None).unwrap_or(None),
-                code = refusal.wait_for(Option::is_some) => code.ok().and_then(|c| *c),
+                up = ready.wait_for(|up| *up) => up.map(|_| First::Up).unwrap_or(First::Up),
+                code = refusal.wait_for(Option::is_some) => match code.ok().and_then(|c| *c) {
+                    Some(code) => First::Refused(code),
+                    None => First::Up,
+                },
+                why = failure.wait_for(Option::is_some) => {
+                    First::Unreachable(why.ok().and_then(|w| w.clone()).unwrap_or_default())
+                }
             }
         })
         .await;
-        match outcome {
-            Ok(None) if *inner.connected.borrow() => Ok(Bus { inner }),
-            Ok(Some(code)) => {
-                if let Some(task) = inner.event_loop.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    task.abort();
-                }
-                Err(match code {
-                    rumqttc::ConnectReturnCode::ServiceUnavailable => {
-                        BusError::unavailable("the broker cannot check sign-ins right now")
-                    }
-                    _ => BusError::unauthorized(format!("the broker refused the sign-in ({code:?})")),
-                })
+        let error = match outcome {
+            Ok(First::Up) if *inner.connected.borrow() => return Ok(Bus { inner }),
+            Ok(First::Refused(rumqttc::ConnectReturnCode::ServiceUnavailable)) => {
+                BusError::unavailable("the broker cannot check sign-ins right now")
             }
-            _ => {
-                if let Some(task) = inner.event_loop.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    task.abort();
-                }
-                Err(BusError::unavailable(format!(
-                    "broker at {} did not accept the connection within {timeout:?}",
-                    inner.options.address
-                )))
+            Ok(First::Refused(code)) => BusError::unauthorized(format!("the broker refused the sign-in ({code:?})")),
+            Ok(First::Unreachable(why)) => {
+                BusError::unavailable(format!("cannot reach the broker at {}: {why}", inner.options.address))
             }
+            _ => BusError::unavailable(format!(
+                "broker at {} did not accept the connection within {timeout:?}",
+                inner.options.address
+            )),
+        };
+        if let Some(task) = inner.event_loop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
         }
+        Err(error)
+    }
+
+    /// Follows the connection: `true` while connected. A client that must outlive a
+    /// broker restart (an install waiting for its outcome) watches this.
+    pub fn watch_connected(&self) -> watch::Receiver<bool> {
+        self.inner.connected.subscribe()
     }
 
     pub fn client_id(&self) -> &str {
@@ -307,7 +323,12 @@ impl Bus {
             .map_err(client_down)?;
         self.inner
             .client
-            .publish(topics::service_status(&service), BUS_QOS, true, ONLINE)
+            .publish(
+                topics::service_status(&service),
+                BUS_QOS,
+                true,
+                Liveness::Online.as_bytes(),
+            )
             .await
             .map_err(client_down)
     }
@@ -325,12 +346,27 @@ impl Bus {
         args: &A,
         timeout: Duration,
     ) -> Result<Value, BusError> {
+        let args = serde_json::to_value(args).map_err(|e| BusError::bad_request(e.to_string()))?;
+        self.request_as(service, action, args, None, timeout).await
+    }
+
+    /// A request on behalf of `caller` (the gate's, for its outside clients); the
+    /// reply comes back to this connection only, matched by a correlation id of its
+    /// own.
+    pub async fn request_as(
+        &self,
+        service: &str,
+        action: &str,
+        args: Value,
+        caller: Option<Caller>,
+        timeout: Duration,
+    ) -> Result<Value, BusError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed).to_string();
         let envelope = RequestEnvelope {
             id: id.clone(),
             reply_to: self.inner.reply_topic.clone(),
-            args: serde_json::to_value(args).map_err(|e| BusError::bad_request(e.to_string()))?,
-            caller: None,
+            args,
+            caller,
         };
         let payload = serde_json::to_vec(&envelope).map_err(|e| BusError::internal(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
@@ -339,12 +375,18 @@ impl Bus {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.clone(), tx);
+        // Removes the waiter however this ends, also when the caller gives up and
+        // drops this future (the gate does, for a client that left).
+        let _waiting = Waiting {
+            inner: &self.inner,
+            id: &id,
+        };
         let sent = self
             .inner
             .client
             .publish(topics::command(service, action), BUS_QOS, false, payload)
             .await;
-        let outcome = match sent {
+        match sent {
             Err(e) => Err(client_down(e)),
             Ok(()) => match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(reply)) => reply.into_result(),
@@ -354,9 +396,7 @@ impl Bus {
                     format!("no reply from {service} to {action} within {timeout:?}"),
                 )),
             },
-        };
-        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        outcome
+        }
     }
 
     /// Publishes retained state that this client owns, and remembers it so that it
@@ -426,6 +466,23 @@ impl Bus {
     }
 }
 
+/// A request waiting for its reply: its entry in the pending map goes when this
+/// does.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    id: &'a str,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(self.id);
+    }
+}
+
 fn client_down(e: rumqttc::ClientError) -> BusError {
     BusError::unavailable(format!("bus client stopped: {e}"))
 }
@@ -434,19 +491,27 @@ fn client_down(e: rumqttc::ClientError) -> BusError {
 /// backoff.
 async fn run_event_loop(inner: std::sync::Weak<Inner>, mut eventloop: EventLoop) {
     let mut backoff = Duration::from_millis(50);
+    let mut ever_connected = false;
     loop {
         let event = eventloop.poll().await;
         let Some(inner) = inner.upgrade() else { return };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(50);
+                ever_connected = true;
                 on_connect(&inner);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => route(&inner, p.topic, p.payload.to_vec(), p.retain),
             Ok(_) => {}
             Err(e) => {
-                if let rumqttc::ConnectionError::ConnectionRefused(code) = &e {
-                    inner.refused.send_replace(Some(*code));
+                match &e {
+                    rumqttc::ConnectionError::ConnectionRefused(code) => {
+                        inner.refused.send_replace(Some(*code));
+                    }
+                    _ if !ever_connected => {
+                        inner.unreachable.send_replace(Some(e.to_string()));
+                    }
+                    _ => {}
                 }
                 let was_up = inner.connected.send_replace(false);
                 if was_up {
@@ -478,8 +543,15 @@ fn on_connect(inner: &Arc<Inner>) {
     if let Err(e) = c.try_subscribe_many(filters) {
         warn!(error = %e, "could not queue subscriptions");
     }
-    if let (true, Some(service)) = (inner.serving.load(Ordering::SeqCst), &inner.options.service) {
-        let _ = c.try_publish(topics::service_status(service), BUS_QOS, true, ONLINE);
+    // A service is `starting` from its first connection until it serves, then
+    // `online` again after every reconnect.
+    if let Some(service) = &inner.options.service {
+        let liveness = if inner.serving.load(Ordering::SeqCst) {
+            Liveness::Online
+        } else {
+            Liveness::Starting
+        };
+        let _ = c.try_publish(topics::service_status(service), BUS_QOS, true, liveness.as_bytes());
     }
     let owned: Vec<(String, Vec<u8>)> = inner
         .state

@@ -181,6 +181,16 @@ pub struct GateConfig {
     /// How long a new connection has to send CONNECT.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// How long the gate waits for a service to answer a client's command before it
+    /// answers `timeout` itself.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Connections without credentials open at once (they may only sign in, or run
+    /// first-boot setup): more are refused with CONNACK 3.
+    pub max_anonymous: usize,
+    /// How long a connection without credentials may stay: enough to sign in.
+    #[serde(with = "humantime_serde")]
+    pub anonymous_timeout: Duration,
 }
 
 /// Sign-in: sessions and login throttling.
@@ -195,6 +205,11 @@ pub struct AuthConfig {
     /// How long logins stay refused after `max_failures`.
     #[serde(with = "humantime_serde")]
     pub lockout: Duration,
+    /// Password hashes (argon2id, 19 MiB each) computed at the same time.
+    pub max_concurrent_hashes: usize,
+    /// Sign-ins that may wait for a hash; more are refused at once (`unavailable`,
+    /// CONNACK 3 at the gate), so a flood costs neither memory nor a queue.
+    pub max_queued_hashes: usize,
 }
 
 impl Default for GateConfig {
@@ -204,6 +219,9 @@ impl Default for GateConfig {
             ws_listen: SocketAddr::from(([0, 0, 0, 0], 9001)),
             address: SocketAddr::from(([127, 0, 0, 1], 1883)),
             connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(120),
+            max_anonymous: 32,
+            anonymous_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -214,6 +232,8 @@ impl Default for AuthConfig {
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             max_failures: 5,
             lockout: Duration::from_secs(60),
+            max_concurrent_hashes: 2,
+            max_queued_hashes: 8,
         }
     }
 }
@@ -356,6 +376,12 @@ pub struct OrchestratorConfig {
     /// Deploy the core apps (Pi-hole, NPM, registry, Dozzle, File Browser). Off by
     /// default: their images must be pullable or already on the box.
     pub deploy_core_apps: bool,
+    /// An image registry on the box or the LAN (`host:port`, empty for none): an
+    /// image whose name starts with it counts as present when the registry has it.
+    pub local_registry: String,
+    /// Let an install go ahead with images that are missing, for Swarm to pull
+    /// (a box with internet). Off: an offline box refuses such an install at once.
+    pub pull_missing_images: bool,
 }
 
 impl Default for OrchestratorConfig {
@@ -366,6 +392,8 @@ impl Default for OrchestratorConfig {
             converge_timeout: Duration::from_secs(120),
             reconcile_interval: Duration::from_secs(30),
             deploy_core_apps: false,
+            local_registry: String::new(),
+            pull_missing_images: false,
         }
     }
 }
@@ -515,6 +543,9 @@ impl Config {
         }
         if self.bus.max_concurrent_commands == 0 || self.store.read_connections == 0 {
             return bad("bus.max_concurrent_commands and store.read_connections must be positive");
+        }
+        if self.auth.max_concurrent_hashes == 0 {
+            return bad("auth.max_concurrent_hashes must be at least 1");
         }
         Ok(())
     }

@@ -12,6 +12,8 @@
 //!   correlation id, one handler per action, retained state that survives reconnects
 //!   (the broker keeps nothing across restarts, so the client republishes what it
 //!   owns), and the liveness last will.
+//! - [`liveness`]: `starting` / `online` / `offline`, what a service's liveness
+//!   topic says.
 //! - [`models`]: one struct per table of the store (serde + sqlx `FromRow`). Secret
 //!   columns are never serialised.
 //! - [`roles`]: who may call which action; the gate and every service apply it.
@@ -31,6 +33,7 @@ pub mod clock;
 pub mod config;
 pub mod docker;
 pub mod envelope;
+pub mod liveness;
 pub mod models;
 pub mod private_file;
 pub mod procnet;

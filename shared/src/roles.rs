@@ -10,7 +10,8 @@
 //! - `user`: also start / stop / restart apps, run a backup, set the network mode;
 //! - `admin`: every action;
 //! - `device` / `node`: no commands (they publish under their own topics);
-//! - `anonymous`: only `setup`, and only before setup is complete;
+//! - `anonymous` (no credentials): only signing in (`auth.login`, `setup.status`)
+//!   and first-boot `setup`, which the registry refuses once setup is complete;
 //! - `system`: the services themselves and the CLI on the box.
 
 use serde::{Deserialize, Serialize};
@@ -58,8 +59,10 @@ impl std::fmt::Display for Role {
 /// The least a caller needs to call an action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Need {
-    /// Before setup, the one thing an anonymous client may do.
+    /// First-boot setup: anonymous clients (the registry refuses it after setup).
     Setup,
+    /// Signing in: anyone, with or without an account.
+    SignIn,
     /// Any signed-in person.
     Readonly,
     User,
@@ -71,15 +74,16 @@ enum Need {
 fn need(svc: &str, action: &str) -> Need {
     match (svc, action) {
         (service::REGISTRY, "setup") => Need::Setup,
+        (service::REGISTRY, "auth.login" | "setup.status") => Need::SignIn,
         (service::REGISTRY, "auth.connect") => Need::System,
-        (service::REGISTRY, "auth.login" | "auth.refresh" | "auth.logout" | "user.passwd") => Need::Readonly,
+        (service::REGISTRY, "auth.refresh" | "auth.logout" | "user.passwd") => Need::Readonly,
         (
             service::REGISTRY,
             "app.get" | "app.list" | "port.list" | "fqdn.list" | "state.get" | "pref.get" | "profile.list"
             | "profile.get" | "network.get",
         ) => Need::Readonly,
         (service::PORT_ALLOCATOR, "check" | "available" | "stats") => Need::Readonly,
-        (service::ORCHESTRATOR, "status" | "logs") => Need::Readonly,
+        (service::ORCHESTRATOR, "status" | "logs" | "image.list") => Need::Readonly,
         (service::PROXY, "dns.list" | "proxy.list") => Need::Readonly,
         (service::ORCHESTRATOR, "start" | "stop" | "restart") => Need::User,
         (BACKUP_SCHEDULER, "list" | "status") => Need::Readonly,
@@ -106,12 +110,12 @@ pub fn check_call(role: Role, svc: &str, action: &str) -> Result<(), crate::BusE
 pub fn may_call(role: Role, svc: &str, action: &str) -> bool {
     match (role, need(svc, action)) {
         (Role::System, _) => true,
-        (Role::Anonymous, need) => need == Need::Setup,
+        (Role::Anonymous, need) => matches!(need, Need::Setup | Need::SignIn),
         (Role::Device | Role::Node, _) => false,
         (_, Need::Setup | Need::System) => false,
         (Role::Admin, _) => true,
-        (Role::User, need) => matches!(need, Need::Readonly | Need::User),
-        (Role::Readonly, need) => need == Need::Readonly,
+        (Role::User, need) => matches!(need, Need::SignIn | Need::Readonly | Need::User),
+        (Role::Readonly, need) => matches!(need, Need::SignIn | Need::Readonly),
     }
 }
 
@@ -137,7 +141,13 @@ mod tests {
         assert!(!may_call(Admin, reg, "auth.connect"), "only services check logins");
         assert!(!may_call(Admin, reg, "setup"));
         assert!(may_call(Anonymous, reg, "setup"));
+        assert!(may_call(Anonymous, reg, "auth.login"));
+        assert!(may_call(Anonymous, reg, "setup.status"));
+        assert!(may_call(Readonly, reg, "auth.login"));
+        assert!(!may_call(Anonymous, reg, "auth.refresh"));
         assert!(!may_call(Anonymous, reg, "app.list"));
+        assert!(may_call(Readonly, orch, "image.list"));
+        assert!(!may_call(User, orch, "image.load"));
         assert!(!may_call(Device, reg, "app.list"));
         assert!(!may_call(Node, orch, "status"));
         assert!(may_call(System, reg, "auth.connect"));

@@ -106,9 +106,28 @@ pub fn app_progress(name: &str) -> String {
     app_event(name, "progress")
 }
 
-/// `cubeos/svc/<service>/status`: `online` / `offline` (last will), retained.
+/// `cubeos/svc/<service>/status`: `starting` / `online` / `offline` (last will),
+/// retained ([`crate::liveness`]).
 pub fn service_status(service: &str) -> String {
     format!("cubeos/svc/{service}/status")
+}
+
+/// `cubeos/svc/+/status`: every service's liveness.
+pub fn all_service_statuses() -> String {
+    service_status("+")
+}
+
+/// The service named by a liveness topic.
+pub fn service_of_status(topic: &str) -> Option<&str> {
+    topic
+        .strip_prefix("cubeos/svc/")?
+        .strip_suffix("/status")
+        .filter(|s| !s.is_empty() && !s.contains('/'))
+}
+
+/// `cubeos/events/images/progress`: an image load's progress (owner: orchestrator).
+pub fn image_progress() -> String {
+    "cubeos/events/images/progress".to_owned()
 }
 
 /// `cubeos/hw/<device>/<event>`: a hardware button or sensor event.
@@ -181,6 +200,14 @@ mod tests {
         assert_eq!(parse_command("cubeos/cmd/registry"), None);
         assert_eq!(parse_command("cubeos/cmd/registry/a/b"), None);
         assert_eq!(parse_command("cubeos/state/apps/x"), None);
+    }
+
+    #[test]
+    fn liveness_topics_name_their_service() {
+        assert_eq!(service_of_status(&service_status("registry")), Some("registry"));
+        assert!(matches(&all_service_statuses(), &service_status("proxy")));
+        assert_eq!(service_of_status("cubeos/svc//status"), None);
+        assert_eq!(service_of_status("cubeos/svc/a/b/status"), None);
     }
 
     #[test]
