@@ -18,7 +18,6 @@ use crate::error::{RegistryError, Result};
 use crate::tokens::{self, Kind, TOKEN_PREFIX};
 use crate::{Registry, settings, users};
 
-/// `auth.connect`: what the gate asks for each CONNECT.
 /// What a sign-in secret proved: a user's password (the user as just read), or a
 /// token.
 enum Verified {
@@ -102,16 +101,17 @@ fn wrong_credentials() -> RegistryError {
 }
 
 impl Registry {
-    fn throttle_keys(username: &str, address: Option<&str>) -> Vec<String> {
-        let mut keys = vec![format!("user:{username}")];
-        if let Some(addr) = address {
-            keys.push(format!("addr:{addr}"));
-        }
-        keys
+    fn throttle_keys(username: &str, address: &str) -> Vec<String> {
+        vec![format!("user:{username}"), format!("addr:{address}")]
     }
 
-    /// Checks a password (or, with `tokens`, also a token) for `username`,
-    /// counting failures.
+    /// Checks a password (or, with `tokens`, also a token) for `username`.
+    ///
+    /// A password attempt is counted against the user and the address before it
+    /// is checked ([`throttle`](crate::throttle)), and refused without a hash while
+    /// either is locked out. Tokens are not throttled: 256 random bits cannot be
+    /// guessed, and a flood of wrong passwords must not lock a dashboard's session
+    /// out.
     async fn check_secret(
         &self,
         username: &str,
@@ -119,44 +119,51 @@ impl Registry {
         address: Option<&str>,
         tokens: bool,
     ) -> Result<Verified> {
-        let keys = Self::throttle_keys(username, address);
-        if let Err(wait) = self.throttle.check(&keys) {
-            return Err(RegistryError::Unauthorized(format!(
-                "too many failed sign-ins; try again in {} s",
-                wait.as_secs().max(1)
-            )));
-        }
         let plain = secret.reveal(&self.secrets)?;
-        let is_token = plain.starts_with(TOKEN_PREFIX);
-        if is_token && !tokens {
-            return Err(wrong_credentials());
+        let user = cubeos_shared::validate::truncate(username, 64);
+        let address = address.unwrap_or("local");
+        if plain.starts_with(TOKEN_PREFIX) {
+            if !tokens {
+                return Err(wrong_credentials());
+            }
+            return match self.check_token(username, &plain).await? {
+                Some(granted) => Ok(Verified::Token(granted)),
+                None => {
+                    tracing::info!(%user, address, "sign-in failed: unknown or expired token");
+                    Err(wrong_credentials())
+                }
+            };
         }
-        let verified = if is_token {
-            self.check_token(username, &plain).await?.map(Verified::Token)
-        } else {
-            self.check_password(username, plain).await?.map(Verified::Password)
+        let keys = Self::throttle_keys(username, address);
+        let attempt = match self.throttle.attempt(&keys).await {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                let wait = wait.as_secs().max(1);
+                tracing::info!(%user, address, wait_s = wait, "sign-in refused: locked out");
+                return Err(RegistryError::Unauthorized(format!(
+                    "locked out, try again in {wait} s (too many failed sign-ins)"
+                )));
+            }
         };
-        match verified {
-            Some(verified) => {
-                self.throttle.succeeded(&keys);
-                Ok(verified)
+        // An attempt that ends in an error (the hasher busy, say) counts as failed.
+        match self.check_password(username, plain).await? {
+            Some(user) => {
+                attempt.succeeded();
+                Ok(Verified::Password(user))
             }
             None => {
-                self.throttle.failed(&keys);
-                tracing::info!(user = %cubeos_shared::validate::truncate(username, 64), address = address.unwrap_or("local"), "sign-in failed");
+                tracing::info!(%user, address, "sign-in failed");
                 Err(wrong_credentials())
             }
         }
     }
 
+    /// The user, if `plain` is their password. An unknown user costs the same
+    /// hash as a known one.
     async fn check_password(&self, username: &str, plain: Zeroizing<String>) -> Result<Option<User>> {
-        match users::get(&self.store, username).await? {
-            Some(user) => Ok(users::verify(plain, user.password_hash.clone()).await.then_some(user)),
-            None => {
-                users::dummy_verify(plain).await;
-                Ok(None)
-            }
-        }
+        let user = users::get(&self.store, username).await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        Ok(self.hasher.verify(plain, stored).await?.then_some(user).flatten())
     }
 
     async fn check_token(&self, subject: &str, token: &str) -> Result<Option<Granted>> {
@@ -183,21 +190,27 @@ impl Registry {
         })
     }
 
-    /// `auth.connect`: anonymous is let in only before setup.
+    /// `auth.connect`: without credentials, a client is `anonymous`, which may only
+    /// sign in (`auth.login`, `setup.status`) or run first-boot `setup`.
     pub async fn auth_connect(&self, args: ConnectArgs) -> Result<Granted> {
         match (args.username, args.password) {
             (Some(username), Some(password)) => Ok(self
                 .check_secret(&username, &password, args.address.as_deref(), true)
                 .await?
                 .granted()),
-            (None, None) if !settings::setup_complete(&self.store).await? => Ok(Granted {
+            (None, None) => Ok(Granted {
                 user: String::new(),
                 role: Role::Anonymous,
                 session: None,
             }),
-            (None, None) => Err(RegistryError::Unauthorized("sign-in required".into())),
             _ => Err(cubeos_shared::validate::FieldError::new("password", "username and password go together").into()),
         }
+    }
+
+    /// `setup.status`: whether first-boot setup is done, so that a client without
+    /// credentials knows whether to run `setup` or to sign in.
+    pub async fn setup_status(&self) -> Result<Value> {
+        Ok(json!({ "setup_complete": settings::setup_complete(&self.store).await? }))
     }
 
     /// A new session for `user`, its token sealed for the trip back.
@@ -273,7 +286,7 @@ impl Registry {
         }
         let plain = args.password.reveal(&self.secrets)?;
         users::check_password(&plain)?;
-        let hash = users::hash(plain).await?;
+        let hash = self.hasher.hash(plain).await?;
         let user = {
             let _w = self.writing().await;
             let mut tx = self.store.writer.begin().await?;
@@ -294,7 +307,7 @@ impl Registry {
     pub async fn user_add(&self, new: users::NewUser) -> Result<User> {
         let plain = new.password.reveal(&self.secrets)?;
         users::check_password(&plain)?;
-        let hash = users::hash(plain).await?;
+        let hash = self.hasher.hash(plain).await?;
         let mut conn = self.store.writer.acquire().await?;
         users::create(&mut conn, &new.username, &hash, new.role).await
     }
@@ -322,7 +335,7 @@ impl Registry {
         };
         let plain = args.password.reveal(&self.secrets)?;
         users::check_password(&plain)?;
-        let hash = users::hash(plain).await?;
+        let hash = self.hasher.hash(plain).await?;
         users::set_password_hash(&self.store, &user.username, &hash).await?;
         let keep = (target == caller.user).then_some(caller.session.as_deref()).flatten();
         let ended = tokens::revoke_sessions_of(&self.store, user.id, keep).await?;
@@ -359,16 +372,18 @@ impl Registry {
         }))
     }
 
-    /// `token.revoke`.
-    pub async fn token_revoke(&self, id: &str) -> Result<Value> {
-        if !tokens::revoke(&self.store, id).await? {
+    /// `token.revoke`: a token by its id, or every credential of a device or node
+    /// by its name.
+    pub async fn token_revoke(&self, id_or_name: &str) -> Result<Value> {
+        let revoked = tokens::revoke_by_id_or_subject(&self.store, id_or_name).await?;
+        if revoked.is_empty() {
             return Err(RegistryError::NotFound {
                 what: "token",
-                name: id.to_owned(),
+                name: id_or_name.to_owned(),
             });
         }
-        self.announce_revoked(&[id.to_owned()], &[]).await;
-        Ok(json!({ "revoked": id }))
+        self.announce_revoked(&revoked, &[]).await;
+        Ok(json!({ "revoked": revoked }))
     }
 
     /// Tells the gate which live connections to end. Ids and names only.

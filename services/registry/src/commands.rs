@@ -231,6 +231,7 @@ fn register_auth(r: &Arc<Registry>) {
         r.auth_logout(&caller, a).await
     });
     bind(r, "setup", |r, a: auth::Credentials| async move { r.setup(a).await });
+    bind(r, "setup.status", |r, _: Empty| async move { r.setup_status().await });
     bind(r, "user.add", |r, new: users::NewUser| async move {
         to_json(r.user_add(new).await?)
     });

@@ -27,8 +27,13 @@ pub enum RegistryError {
     Secret(#[from] cubeos_shared::secrets::SecretError),
     #[error("{0}")]
     Crypto(&'static str),
+    /// Too much work waiting (password hashing): try again later.
+    #[error("{0}")]
+    Busy(String),
     #[error("storage error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("cannot secure the database files: {0}")]
+    Files(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("reply encoding failed: {0}")]
@@ -53,6 +58,7 @@ impl From<RegistryError> for BusError {
                 tracing::error!(error = %e, "secret handling failed");
                 BusError::new(ErrorCode::Internal, e.to_string())
             }
+            RegistryError::Busy(_) => BusError::new(ErrorCode::Unavailable, e.to_string()),
             RegistryError::AlreadyExists { .. } | RegistryError::Protected(_) => {
                 BusError::new(ErrorCode::Conflict, e.to_string())
             }
@@ -62,7 +68,10 @@ impl From<RegistryError> for BusError {
                 BusError::new(ErrorCode::Conflict, e.to_string()).with_details(json!({ "fqdn": fqdn, "app": app }))
             }
             // Storage failures are logged where they happen; the wire gets no SQL.
-            RegistryError::Database(_) | RegistryError::Migrate(_) | RegistryError::Encode(_) => {
+            RegistryError::Database(_)
+            | RegistryError::Files(_)
+            | RegistryError::Migrate(_)
+            | RegistryError::Encode(_) => {
                 tracing::error!(error = %e, "storage failure");
                 BusError::new(ErrorCode::Internal, "storage error (see the registry log)")
             }

@@ -9,7 +9,8 @@
 //!
 //! Domain logic lives in plain async functions over a [`Store`] (modules [`apps`],
 //! [`ports`], [`fqdns`], [`settings`], [`profiles`], [`users`], [`tokens`],
-//! [`vault`]); sign-in flows are in [`auth`], failed-login counting in [`throttle`];
+//! [`vault`]); sign-in flows are in [`auth`], failed-login counting in [`throttle`],
+//! bounded password hashing in [`hasher`];
 //! [`commands`] is the thin layer that binds them to the bus.
 //!
 //! Secrets arrive sealed (by the gate, or the local CLI) and are stored sealed or
@@ -42,10 +43,11 @@
 //! | `profile.delete` | `name` | `{deleted}` (system profiles refuse) |
 //! | `profile.set_apps` | `name`, `apps: {app: enabled}` | the profile |
 //! | `setup` | `username`, `password` | first admin + session (once) |
+//! | `setup.status` | — | `{setup_complete}` (anyone, signed in or not) |
 //! | `auth.connect` | `username?`, `password?`, `address?` | `{user, role, session?}` (the gate only) |
 //! | `auth.login` / `auth.refresh` / `auth.logout` | credentials / — / `all?` | a session token / a new one / `{ended}` |
 //! | `user.add` / `user.list` / `user.delete` / `user.passwd` / `user.role` | see README | users, never hashes |
-//! | `token.issue` / `token.list` / `token.revoke` | `kind`, `id` / — / `id` | device and node credentials |
+//! | `token.issue` / `token.list` / `token.revoke` | `kind`, `id` / — / `id` (a token id, or a device / node name) | device and node credentials |
 //! | `network.get` / `network.set`, `mount.*`, `vpn.*` | see README | rows without their secrets |
 //!
 //! ## State it owns
@@ -60,6 +62,7 @@ pub mod auth;
 pub mod commands;
 pub mod error;
 pub mod fqdns;
+pub mod hasher;
 pub mod ports;
 pub mod profiles;
 pub mod settings;
@@ -87,7 +90,8 @@ pub use store::Store;
 pub const SERVICE: &str = REGISTRY;
 
 /// The running registry: the store, its bus connection, the write lock, and what
-/// sign-in needs (the secret key, session settings, the failed-login throttle).
+/// sign-in needs (the secret key, session settings, the failed-login throttle, the
+/// bounded password hasher).
 pub struct Registry {
     pub store: Store,
     pub bus: Bus,
@@ -96,6 +100,7 @@ pub struct Registry {
     pub secrets: SecretBox,
     pub auth: AuthConfig,
     pub throttle: throttle::Throttle,
+    pub hasher: hasher::Hasher,
     write: Mutex<()>,
 }
 
@@ -108,6 +113,7 @@ impl Registry {
             secrets,
             auth: config.auth.clone(),
             throttle: throttle::Throttle::new(config.auth.max_failures, config.auth.lockout),
+            hasher: hasher::Hasher::new(config.auth.max_concurrent_hashes, config.auth.max_queued_hashes),
             write: Mutex::new(()),
         }
     }

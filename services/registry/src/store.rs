@@ -3,6 +3,7 @@
 //!
 //! Writes go through a pool of exactly one connection, so they are serialised by
 //! construction; queries use a separate read-only pool and never wait on a writer.
+//! The files are the owner's alone (0600): [`secure_files`] runs at every open.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -10,7 +11,9 @@ use std::str::FromStr;
 use cubeos_shared::config::StoreConfig;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::error::Result;
+use cubeos_shared::private_file;
+
+use crate::error::{RegistryError, Result};
 
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -31,9 +34,28 @@ pub fn connect_options(path: &Path, config: &StoreConfig) -> Result<SqliteConnec
         .synchronous(SqliteSynchronous::Full))
 }
 
+/// Makes the database and its WAL and shared-memory files readable by their owner
+/// only: they hold password hashes and token digests. The database file is created
+/// 0600 before SQLite first opens it, since SQLite creates the `-wal` and `-shm`
+/// files with the database file's mode; files an older version left 0644 are
+/// tightened.
+pub fn secure_files(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        private_file::private_dir(dir)?;
+    }
+    private_file::ensure_private(path)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        private_file::restrict(Path::new(&companion))?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub async fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
+        secure_files(path).map_err(|e| RegistryError::Files(format!("{}: {e}", path.display())))?;
         let options = connect_options(path, config)?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)

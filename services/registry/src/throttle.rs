@@ -1,13 +1,24 @@
-//! Failed sign-ins, counted per user and per address: after `max_failures` in a row
-//! the key is locked out for `lockout`, and sign-ins for it are refused without
-//! checking the password (so a flood costs no argon2 time). In memory on purpose: a
-//! restart forgives, which a person locked out of their own box may need.
+//! Failed sign-ins, counted per user and per address: after `max_failures` the key
+//! is locked out for `lockout`, and sign-ins for it are refused without checking
+//! the password (so a flood costs no argon2 time). In memory on purpose: a restart
+//! forgives, which a person locked out of their own box may need.
+//!
+//! The budget is taken before a password is checked, under one lock: an attempt is
+//! let in only while the key's failures plus the attempts still being checked are
+//! below `max_failures`, so parallel attempts cannot all pass before the first
+//! failure is counted, and no burst gets more than `max_failures` tries. An attempt
+//! beyond the budget that only checks in flight are holding waits for one of them
+//! to finish instead of being refused: if they fail, the lockout refuses it; if one
+//! succeeds, the count starts afresh and it goes on. Six honest logins in parallel
+//! all succeed; thirty-two wrong ones get five checks.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// More keys than this and the oldest unlocked ones are forgotten.
+use tokio::sync::Notify;
+
+/// More keys than this and the oldest idle ones are forgotten.
 const MAX_KEYS: usize = 10_000;
 /// Stands in for a lockout the clock cannot represent.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -16,12 +27,52 @@ pub struct Throttle {
     max_failures: u32,
     lockout: Duration,
     keys: Mutex<HashMap<String, Entry>>,
+    /// Woken whenever an attempt finishes.
+    finished: Notify,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Entry {
+    /// Failures since the last success or lockout.
     failures: u32,
+    /// Attempts let in and still being checked.
+    in_flight: u32,
     locked_until: Option<Instant>,
+}
+
+impl Entry {
+    fn idle(&self, now: Instant) -> bool {
+        self.in_flight == 0 && self.locked_until.is_none_or(|u| u <= now)
+    }
+}
+
+/// An attempt let in. Dropped without [`Attempt::succeeded`], it counts as a
+/// failure (a wrong secret, or a check that could not be made).
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    keys: Vec<String>,
+    succeeded: bool,
+}
+
+impl Attempt<'_> {
+    /// The attempt proved the secret: its keys start afresh.
+    pub fn succeeded(mut self) {
+        self.succeeded = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.throttle.finish(&self.keys, self.succeeded);
+    }
+}
+
+/// What an attempt's keys allow right now.
+enum Verdict {
+    LetIn,
+    Locked(Duration),
+    /// The budget is held by checks in flight.
+    Wait,
 }
 
 impl Throttle {
@@ -30,88 +81,176 @@ impl Throttle {
             max_failures: max_failures.max(1),
             lockout,
             keys: Mutex::new(HashMap::new()),
+            finished: Notify::new(),
         }
     }
 
-    /// `Err(wait)` while any of `keys` is locked out.
-    pub fn check(&self, keys: &[String]) -> Result<(), Duration> {
+    /// Lets one sign-in attempt for `keys` in, or `Err(wait)` while any of them is
+    /// locked out. Waits while the keys' budget is held by attempts in flight.
+    pub async fn attempt(&self, keys: &[String]) -> Result<Attempt<'_>, Duration> {
+        loop {
+            // Registered before looking, so a finish in between is not missed.
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            match self.judge(keys) {
+                Verdict::LetIn => {
+                    return Ok(Attempt {
+                        throttle: self,
+                        keys: keys.to_vec(),
+                        succeeded: false,
+                    });
+                }
+                Verdict::Locked(wait) => return Err(wait),
+                Verdict::Wait => finished.await,
+            }
+        }
+    }
+
+    fn judge(&self, keys: &[String]) -> Verdict {
         let now = Instant::now();
         let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wait = Duration::ZERO;
+        let locked = keys
+            .iter()
+            .filter_map(|k| map.get(k)?.locked_until)
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+            .max();
+        if let Some(wait) = locked {
+            return Verdict::Locked(wait);
+        }
+        let full = keys.iter().filter_map(|k| map.get(k)).any(|e| {
+            let failures = if e.locked_until.is_some() { 0 } else { e.failures };
+            failures + e.in_flight >= self.max_failures
+        });
+        if full {
+            return Verdict::Wait;
+        }
+        if map.len() >= MAX_KEYS {
+            map.retain(|_, e| !e.idle(now));
+        }
         for key in keys {
-            if let Some(entry) = map.get_mut(key)
-                && let Some(until) = entry.locked_until
-            {
-                if until > now {
-                    wait = wait.max(until - now);
+            let entry = map.entry(key.clone()).or_default();
+            if entry.locked_until.is_some() {
+                // The lockout is over: the count starts again.
+                *entry = Entry {
+                    in_flight: entry.in_flight,
+                    ..Entry::default()
+                };
+            }
+            entry.in_flight += 1;
+        }
+        Verdict::LetIn
+    }
+
+    fn finish(&self, keys: &[String], succeeded: bool) {
+        let now = Instant::now();
+        {
+            let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            for key in keys {
+                let Some(entry) = map.get_mut(key) else { continue };
+                entry.in_flight = entry.in_flight.saturating_sub(1);
+                if succeeded {
+                    entry.failures = 0;
+                    entry.locked_until = None;
                 } else {
-                    *entry = Entry {
-                        failures: 0,
-                        locked_until: None,
-                    };
+                    entry.failures = entry.failures.saturating_add(1);
+                    if entry.failures >= self.max_failures && entry.locked_until.is_none() {
+                        // A lockout too long for the clock (a config value) is as
+                        // good as forever.
+                        entry.locked_until = now.checked_add(self.lockout).or(Some(now + FOREVER));
+                    }
+                }
+                if entry.failures == 0 && entry.idle(now) {
+                    map.remove(key);
                 }
             }
         }
-        if wait.is_zero() { Ok(()) } else { Err(wait) }
-    }
-
-    pub fn failed(&self, keys: &[String]) {
-        let now = Instant::now();
-        let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_KEYS {
-            map.retain(|_, e| e.locked_until.is_some_and(|u| u > now));
-        }
-        for key in keys {
-            let entry = map.entry(key.clone()).or_insert(Entry {
-                failures: 0,
-                locked_until: None,
-            });
-            entry.failures = entry.failures.saturating_add(1);
-            if entry.failures >= self.max_failures {
-                // A lockout too long for the clock (a config value) is as good as forever.
-                entry.locked_until = now.checked_add(self.lockout).or(Some(now + FOREVER));
-            }
-        }
-    }
-
-    pub fn succeeded(&self, keys: &[String]) {
-        let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        for key in keys {
-            map.remove(key);
-        }
+        self.finished.notify_waiters();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
-    #[test]
-    fn locks_after_max_failures_and_forgives_after_lockout() {
-        let t = Throttle::new(3, Duration::from_millis(50));
-        let keys = vec!["user:ann".to_string(), "addr:10.0.0.9".to_string()];
-        for _ in 0..2 {
-            t.failed(&keys);
-            assert!(t.check(&keys).is_ok());
-        }
-        t.failed(&keys);
-        assert!(t.check(&keys).is_err());
-        assert!(t.check(&["user:bob".to_string()]).is_ok());
-        assert!(
-            t.check(&["addr:10.0.0.9".to_string()]).is_err(),
-            "the address is locked too"
-        );
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(t.check(&keys).is_ok());
-        t.failed(&keys);
-        assert!(t.check(&keys).is_ok(), "the count restarts after a lockout");
+    fn keys() -> Vec<String> {
+        vec!["user:ann".to_string(), "addr:10.0.0.9".to_string()]
     }
 
-    #[test]
-    fn a_lockout_longer_than_the_clock_locks_without_panicking() {
+    #[tokio::test]
+    async fn locks_after_max_failures_and_forgives_after_lockout() {
+        let t = Throttle::new(3, Duration::from_millis(50));
+        for _ in 0..3 {
+            drop(t.attempt(&keys()).await.unwrap());
+        }
+        assert!(t.attempt(&keys()).await.is_err(), "three failures lock");
+        assert!(t.attempt(&["user:bob".to_string()]).await.is_ok());
+        assert!(
+            t.attempt(&["addr:10.0.0.9".to_string()]).await.is_err(),
+            "the address is locked too"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        drop(t.attempt(&keys()).await.expect("forgiven"));
+        drop(t.attempt(&keys()).await.expect("the count restarts after a lockout"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_wrong_attempts_get_max_failures_checks_between_them() {
+        let t = Arc::new(Throttle::new(5, Duration::from_secs(60)));
+        let checked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tries: Vec<_> = (0..32)
+            .map(|_| {
+                let (t, checked) = (Arc::clone(&t), Arc::clone(&checked));
+                tokio::spawn(async move {
+                    let Ok(attempt) = t.attempt(&keys()).await else { return };
+                    checked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    drop(attempt);
+                })
+            })
+            .collect();
+        for t in tries {
+            t.await.unwrap();
+        }
+        assert_eq!(checked.load(std::sync::atomic::Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_right_attempts_all_go_through() {
+        let t = Arc::new(Throttle::new(5, Duration::from_secs(60)));
+        let tries: Vec<_> = (0..12)
+            .map(|_| {
+                let t = Arc::clone(&t);
+                tokio::spawn(async move {
+                    let attempt = t.attempt(&keys()).await.expect("let in");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    attempt.succeeded();
+                })
+            })
+            .collect();
+        for t in tries {
+            t.await.unwrap();
+        }
+        assert!(t.keys.lock().unwrap().is_empty(), "nothing left to remember");
+    }
+
+    #[tokio::test]
+    async fn a_success_clears_the_count() {
+        let t = Throttle::new(2, Duration::from_secs(60));
+        drop(t.attempt(&keys()).await.unwrap());
+        t.attempt(&keys()).await.unwrap().succeeded();
+        drop(t.attempt(&keys()).await.unwrap());
+        drop(t.attempt(&keys()).await.unwrap());
+        assert!(t.attempt(&keys()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_lockout_longer_than_the_clock_locks_without_panicking() {
         let t = Throttle::new(1, Duration::MAX);
-        let keys = vec!["user:ann".to_string()];
-        t.failed(&keys);
-        assert!(t.check(&keys).is_err());
+        drop(t.attempt(&keys()).await.unwrap());
+        assert!(t.attempt(&keys()).await.is_err());
     }
 }

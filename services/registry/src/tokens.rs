@@ -96,14 +96,16 @@ pub async fn issue(
     Ok(Issued { id, token, expires_at })
 }
 
-/// The live token `token` presented by `subject`, if it is one.
-pub async fn check(store: &Store, subject: &str, token: &str) -> Result<Option<TokenInfo>> {
+/// The live token `token` presented under `name`, if it is one: a session's user,
+/// or a device's or node's name or token id.
+pub async fn check(store: &Store, name: &str, token: &str) -> Result<Option<TokenInfo>> {
     let found = sqlx::query_as::<_, TokenInfo>(
         "SELECT id, kind, subject, user_id, expires_at, created_at FROM tokens
-         WHERE token_hash = ? AND subject = ? AND (expires_at IS NULL OR expires_at >= ?)",
+         WHERE token_hash = ? AND (subject = ?2 OR (kind <> 'session' AND id = ?2))
+           AND (expires_at IS NULL OR expires_at >= ?3)",
     )
     .bind(digest(token))
-    .bind(subject)
+    .bind(name)
     .bind(now())
     .fetch_optional(&store.reader)
     .await?;
@@ -134,6 +136,17 @@ pub async fn rotate(store: &Store, id: &str, ttl: Duration) -> Result<Issued> {
         token,
         expires_at: Some(expires_at),
     })
+}
+
+/// Revokes the token with this id, or every device / node credential with this
+/// name; returns the ids revoked.
+pub async fn revoke_by_id_or_subject(store: &Store, id_or_name: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "DELETE FROM tokens WHERE id = ?1 OR (kind IN ('device', 'node') AND subject = ?1) RETURNING id",
+    )
+    .bind(id_or_name)
+    .fetch_all(&store.writer)
+    .await?)
 }
 
 /// Revokes one token; returns whether it existed.

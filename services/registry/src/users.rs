@@ -1,13 +1,10 @@
-//! People's accounts: argon2id password hashes, roles, and the rule that the last
-//! admin can be neither deleted nor demoted.
+//! People's accounts: argon2id password hashes (made by [`crate::hasher`]), roles,
+//! and the rule that the last admin can be neither deleted nor demoted.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use cubeos_shared::models::User;
 use cubeos_shared::roles::Role;
 use cubeos_shared::validate::{self, FieldError};
 use serde::Deserialize;
-use zeroize::Zeroizing;
 
 use crate::error::{RegistryError, Result};
 use crate::store::Store;
@@ -55,47 +52,6 @@ fn check_role(role: Role) -> Result<()> {
     } else {
         Err(FieldError::new("role", "must be admin, user or readonly").into())
     }
-}
-
-/// argon2id with the crate's defaults (19 MiB, 2 passes): about 100 ms on a Pi 4.
-/// Runs off the async threads.
-pub async fn hash(password: Zeroizing<String>) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|_| RegistryError::Crypto("password hashing failed"))
-    })
-    .await
-    .map_err(|_| RegistryError::Crypto("password hashing failed"))?
-}
-
-/// Whether `password` matches `stored` (a PHC string). Off the async threads.
-pub async fn verify(password: Zeroizing<String>, stored: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&stored)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// A valid hash of no password anyone has: checked against when the user does not
-/// exist, so that a wrong name costs as much time as a wrong password.
-pub async fn dummy_verify(password: Zeroizing<String>) {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let stored = match DUMMY.get() {
-        Some(h) => h.clone(),
-        None => {
-            let h = hash(Zeroizing::new("no one's password".into()))
-                .await
-                .unwrap_or_default();
-            DUMMY.get_or_init(|| h).clone()
-        }
-    };
-    verify(password, stored).await;
 }
 
 /// Creates a user inside the caller's transaction.
