@@ -33,7 +33,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_password_is_connack_5_and_no_credentials_are_refused() {
+async fn wrong_password_is_connack_5_and_no_credentials_may_only_sign_in() {
     if !require("gate_connack", "mosquitto_sub") {
         return;
     }
@@ -75,12 +75,40 @@ async fn wrong_password_is_connack_5_and_no_credentials_are_refused() {
         )
         .await
         .expect("setup");
-    let (ok, _, stderr) = mosquitto("mosquitto_sub", &anon).await;
-    assert!(!ok);
+    // After setup, a client without credentials may still only sign in: it reads
+    // nothing, and every command but signing in is refused.
+    let (_, stdout, _) = mosquitto("mosquitto_sub", &anon).await;
     assert!(
-        stderr.contains("not authorised"),
-        "after setup, no credentials: {stderr}"
+        stdout.contains("Subscribed (mid: 1): 128"),
+        "after setup, anonymous reads nothing: {stdout}"
     );
+    let stranger = system
+        .gate_client("stranger", "", "")
+        .await
+        .expect("lets in to sign in");
+    let e = stranger.request("registry", "app.list", &json!({})).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden, "{e}");
+    let e = stranger
+        .request(
+            "registry",
+            "setup",
+            &json!({ "username": "evil", "password": "evil-password" }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Conflict, "setup is done: {e}");
+    let done = stranger.request("registry", "setup.status", &json!({})).await.unwrap();
+    assert_eq!(done["setup_complete"], true);
+    let session = stranger
+        .request(
+            "registry",
+            "auth.login",
+            &json!({ "username": "root", "password": "root-password" }),
+        )
+        .await
+        .expect("signs in");
+    assert!(session["token"].as_str().unwrap().starts_with("cubeos_"));
+    stranger.shutdown().await;
     let again = admin
         .request(
             "registry",
@@ -673,4 +701,136 @@ async fn accounts_sessions_and_the_last_admin() {
     let ann_dash = system.gate_client("ann-dash", "ann", &ann_token).await.unwrap();
     ann_dash.request("registry", "auth.logout", &json!({})).await.unwrap();
     assert!(system.gate_client("ann-dash2", "ann", &ann_token).await.is_err());
+}
+
+/// A raw MQTT 3.1.1 client through the gate with this client id, and the first
+/// event its connection produced (its CONNACK, or the refusal).
+async fn raw_client(
+    system: &System,
+    client_id: &str,
+    username: &str,
+    secret: &str,
+) -> (
+    rumqttc::AsyncClient,
+    rumqttc::EventLoop,
+    Result<(), rumqttc::ConnectionError>,
+) {
+    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", system.gate_port());
+    options.set_credentials(username, secret).set_clean_session(true);
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 16);
+    let first = loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.poll()).await {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => break Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => break Err(e),
+            Err(_) => panic!("no CONNACK for {client_id}"),
+        }
+    };
+    (client, events, first)
+}
+
+/// The PUBLISHes a connection receives within `window`, up to `most` of them.
+async fn received(events: &mut rumqttc::EventLoop, window: Duration, most: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(window, async {
+        while got.len() < most
+            && let Ok(event) = events.poll().await
+        {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = event {
+                got.push(p.payload.to_vec());
+            }
+        }
+    })
+    .await;
+    got
+}
+
+/// Issue 11, part 1: an admin signs in under a client id and asks for a session
+/// token; within 0-20 ms a readonly user connects with the same client id and
+/// subscribes to its reply topic. A hundred times, the readonly client never sees
+/// the reply, nor the token in it: it is refused the id while the admin holds it,
+/// and a reply goes only to the connection that asked, even once the admin left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readonly_user_never_receives_an_admins_reply() {
+    use rand::Rng;
+    let system = System::start().await;
+    system.add_user("root", "root-password", "admin").await;
+    system.add_user("ann", "reader-password", "readonly").await;
+    let tokens = system.gate_client("tokens", "ann", "reader-password").await.unwrap();
+    let login = |u: &str, p: &str| json!({ "username": u, "password": p });
+    let ann = tokens
+        .request("registry", "auth.login", &login("ann", "reader-password"))
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let root = tokens
+        .request("registry", "auth.login", &login("root", "root-password"))
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokens.shutdown().await;
+    let (mut refused, mut admin_replies) = (0, 0);
+    for i in 0..100 {
+        let id = format!("victim-dash-{i}");
+        let reply_topic = topics::reply(&id);
+        let (admin, mut admin_events, first) = raw_client(&system, &id, "root", &root).await;
+        first.expect("the admin signs in");
+        admin.subscribe(&reply_topic, QoS::AtLeastOnce).await.unwrap();
+        let command = json!({ "id": "l", "reply_to": reply_topic, "args": login("root", "root-password") });
+        admin
+            .publish(
+                "cubeos/cmd/registry/auth.login",
+                QoS::AtLeastOnce,
+                false,
+                command.to_string(),
+            )
+            .await
+            .unwrap();
+        // Until the command is on the wire.
+        while !matches!(
+            admin_events.poll().await,
+            Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Publish(_)))
+        ) {}
+        // Every other round the admin's dashboard goes away right after asking.
+        let admin_stays = i % 2 == 0;
+        let mut admin_events = admin_stays.then_some(admin_events);
+        let delay = rand::rng().random_range(0..20);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let (reader, mut reader_events, first) = raw_client(&system, &id, "ann", &ann).await;
+        match first {
+            Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                assert_eq!(code, rumqttc::ConnectReturnCode::BadClientId, "round {i}");
+                refused += 1;
+            }
+            Err(e) => panic!("round {i}: {e}"),
+            Ok(()) => {
+                reader.subscribe(&reply_topic, QoS::AtLeastOnce).await.unwrap();
+                let leaked = received(&mut reader_events, Duration::from_millis(300), usize::MAX).await;
+                assert!(
+                    leaked.is_empty(),
+                    "round {i}: the readonly client received {:?}",
+                    leaked
+                        .iter()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+        if let Some(admin_events) = admin_events.as_mut() {
+            let got = received(admin_events, Duration::from_secs(5), 1).await;
+            let reply: Value = serde_json::from_slice(got.first().expect("the admin gets its reply")).unwrap();
+            assert!(
+                reply["data"]["token"].as_str().unwrap().starts_with("cubeos_"),
+                "{reply}"
+            );
+            admin_replies += 1;
+        }
+    }
+    println!("100 rounds: the readonly client was refused the id {refused} times, never handed a reply");
+    assert_eq!(admin_replies, 50, "the admin who stayed got every one of its replies");
+    assert!(refused >= 50, "while the admin holds the id, it is refused: {refused}");
 }

@@ -7,18 +7,27 @@
 //! 1. reads its CONNECT and signs it in through the registry (`auth.connect`: a
 //!    password, a session token, or a device / node token; the password travels
 //!    sealed), answering a failure with a real CONNACK code — 2 for a client id it
-//!    cannot give a reply topic, 4 for malformed credentials, 5 for wrong ones, 3 when
-//!    the registry cannot be asked;
+//!    cannot give a reply topic or that another principal holds, 4 for malformed
+//!    credentials, 5 for wrong ones, 3 when the registry cannot be asked (or is
+//!    busy hashing passwords);
 //! 2. opens the client's own upstream connection to rumqttd with the service
 //!    credentials (under a gate-assigned client id, so no client can take over a
-//!    service's);
+//!    service's), for state, events and device / node topics;
 //! 3. relays packets both ways, parsed with rumqttc's MQTT 3.1.1 codec, applying
-//!    [`acl`] to every PUBLISH and SUBSCRIBE and stamping the caller into commands
-//!    ([`session`]).
+//!    [`acl`] to every PUBLISH and SUBSCRIBE; commands it sends itself, on its own
+//!    bus connection with the caller stamped, and hands each reply to the connection
+//!    that sent the command and to no other ([`session`]).
+//!
+//! A client without credentials may only sign in (`auth.login`, `setup.status`) or,
+//! on first boot, run `setup`: at most `gate.max_anonymous` such connections at
+//! once, each for at most `gate.anonymous_timeout`, and none gets an upstream
+//! connection, so signing in costs rumqttd nothing.
 //!
 //! Live sessions are tracked so that a revoked session (logout, password change,
-//! user deleted) is disconnected at once, and a second connection with the same
-//! client id replaces the first, as MQTT requires.
+//! user deleted) is disconnected at once. A second connection with the same client
+//! id replaces the first, as MQTT requires, when it is the same principal (user,
+//! role and session); another principal is refused with CONNACK 2, so no one can
+//! push a client off its id.
 
 pub mod acl;
 mod session;
@@ -67,11 +76,16 @@ pub struct RunningGate {
 
 /// What every session needs.
 pub(crate) struct Shared {
+    /// The gate's own connection: sign-in checks, and every client's commands.
     bus: Bus,
     secrets: SecretBox,
     upstream: SocketAddr,
     service_login: Login,
     connect_timeout: Duration,
+    command_timeout: Duration,
+    anonymous_timeout: Duration,
+    /// Connections without credentials open at once.
+    anonymous: Arc<Semaphore>,
     max_packet: usize,
     next_id: AtomicU64,
     live: Mutex<HashMap<u64, Live>>,
@@ -80,6 +94,7 @@ pub(crate) struct Shared {
 /// A signed-in connection, for revocation and client-id takeover.
 struct Live {
     client_id: String,
+    principal: Principal,
     user: String,
     role: Role,
     session: Option<String>,
@@ -126,6 +141,9 @@ pub async fn start(config: &Config, credentials: &Credentials, secrets: SecretBo
         upstream: config.broker.address,
         service_login: Login::new(credentials.username.clone(), credentials.password.clone()),
         connect_timeout: config.gate.connect_timeout,
+        command_timeout: config.gate.command_timeout,
+        anonymous_timeout: config.gate.anonymous_timeout,
+        anonymous: Arc::new(Semaphore::new(config.gate.max_anonymous)),
         max_packet: config.broker.max_payload + 1024,
         next_id: AtomicU64::new(1),
         live: Mutex::new(HashMap::new()),
@@ -226,6 +244,11 @@ impl Shared {
                 return Err(match e.code {
                     ErrorCode::Unauthorized | ErrorCode::Forbidden => ConnectReturnCode::NotAuthorized,
                     ErrorCode::BadRequest => ConnectReturnCode::BadUserNamePassword,
+                    // Too many password checks at once: expected under a flood.
+                    ErrorCode::Unavailable => {
+                        debug!(message = %e.message, "sign-in refused for now");
+                        ConnectReturnCode::ServiceUnavailable
+                    }
                     _ => {
                         warn!(code = %e.code, "sign-in could not be checked");
                         ConnectReturnCode::ServiceUnavailable
@@ -242,41 +265,69 @@ impl Shared {
         ))
     }
 
-    async fn open_upstream(
-        &self,
-        client: &Connect,
-    ) -> std::io::Result<(
-        tokio::net::tcp::OwnedReadHalf,
-        tokio::net::tcp::OwnedWriteHalf,
-        bytes::BytesMut,
-    )> {
+    async fn open_upstream(&self, client: &Connect) -> std::io::Result<session::Upstream> {
         let upstream_id = format!("gate-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         session::connect_upstream(self.upstream, &self.service_login, client, upstream_id).await
     }
 
-    /// Records a live session; an older one with the same client id is ended.
-    fn register(&self, who: &Identity) -> (u64, Arc<Notify>) {
+    /// Records a live session. An older one with the same client id is ended when
+    /// it is the same principal (MQTT's takeover); when it is another, the new one
+    /// is refused (`None`), so no client can push another off its id.
+    fn register(&self, who: &Identity) -> Option<(u64, Arc<Notify>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let principal = Principal::of(who, id);
         let kick = Arc::new(Notify::new());
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        for conn in live.values().filter(|c| c.client_id == who.client_id) {
+        let holders: Vec<&Live> = live.values().filter(|c| c.client_id == who.client_id).collect();
+        if holders.iter().any(|c| c.principal != principal) {
+            return None;
+        }
+        for conn in holders {
             conn.kick.notify_one();
         }
         live.insert(
             id,
             Live {
                 client_id: who.client_id.clone(),
+                principal,
                 user: who.user.clone(),
                 role: who.role,
                 session: who.session.clone(),
                 kick: Arc::clone(&kick),
             },
         );
-        (id, kick)
+        Some((id, kick))
     }
 
     fn unregister(&self, id: u64) {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+}
+
+/// Who a connection acts for: the same principal may take over its own client id,
+/// another may not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Principal {
+    /// Every connection without credentials is a principal of its own: one
+    /// stranger's first-boot `setup` is no other stranger's business.
+    Anonymous(u64),
+    SignedIn {
+        role: Role,
+        user: String,
+        session: Option<String>,
+    },
+}
+
+impl Principal {
+    fn of(who: &Identity, connection: u64) -> Principal {
+        match who.role {
+            Role::Anonymous => Principal::Anonymous(connection),
+            role => Principal::SignedIn {
+                role,
+                user: who.user.clone(),
+                session: who.session.clone(),
+            },
+        }
     }
 }
 

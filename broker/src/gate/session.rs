@@ -1,36 +1,51 @@
 //! One outside client's session: CONNECT and sign-in, then every packet in both
-//! directions between the client and its own upstream connection to rumqttd.
+//! directions.
 //!
-//! Client to broker, each packet is checked against [`acl`](super::acl): commands get
-//! the caller stamped and their secret fields sealed; denied publishes are dropped
-//! and logged; denied subscriptions get SUBACK 0x80 while the rest go through.
-//! Broker to client, replies have their sealed fields opened; the rest passes as is.
+//! Client to broker, each packet is checked against [`acl`](super::acl): a command
+//! is sent by the gate itself, on its own bus connection, with the caller stamped and
+//! its secret fields sealed, and its reply is handed to this session alone; denied
+//! publishes are dropped and logged; denied subscriptions get SUBACK 0x80. Other
+//! allowed publishes and subscriptions (state, events, hardware, node topics) travel
+//! over the client's own upstream connection to rumqttd, which a client without
+//! credentials never gets.
+//!
+//! Replies are bound to the connection that sent the command, never to a client id:
+//! rumqttd delivers a reply only to the gate's own reply topic, and the gate matches
+//! it to the waiting session by a correlation id of its own. A client that signs in
+//! later with the same client id (another principal is refused outright; see
+//! `Shared::register`) cannot receive a reply to a command it did not send, nor a
+//! token in one.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cubeos_shared::envelope::{BusError, Caller, ReplyEnvelope};
-use cubeos_shared::roles;
-use cubeos_shared::secrets;
+use cubeos_shared::roles::{self, Role};
 use cubeos_shared::validate::truncate;
 use rumqttc::QoS;
 use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Login, Packet, PubAck, PubComp, PubRec, Publish, SubAck, Subscribe,
-    SubscribeFilter, SubscribeReasonCode,
+    SubscribeFilter, SubscribeReasonCode, UnsubAck, Unsubscribe,
 };
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{Notify, mpsc};
-use tracing::{Instrument, debug, info_span, warn};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Shared;
 use super::acl::{self, Identity, PublishRule};
 use super::transport::ClientIo;
+
+/// Commands one connection may have waiting for their replies at once; more are
+/// answered `unavailable` at once, so no client can pile up work in the gate.
+const MAX_IN_FLIGHT: usize = 32;
 
 /// Why a session ended early: only ever logged.
 #[derive(Debug)]
@@ -41,6 +56,8 @@ enum End {
     /// A packet the codec refused.
     Codec(CodecError),
     Kicked,
+    /// A connection without credentials outstayed `gate.anonymous_timeout`.
+    Expired,
 }
 
 impl std::fmt::Display for End {
@@ -51,9 +68,21 @@ impl std::fmt::Display for End {
             End::Protocol(what) => write!(f, "protocol error: {what}"),
             End::Codec(e) => write!(f, "bad packet: {e}"),
             End::Kicked => f.write_str("revoked or replaced"),
+            End::Expired => f.write_str("signed out: a connection without credentials may only sign in"),
         }
     }
 }
+
+/// The client's own connection to rumqttd, for state, events and device topics.
+pub(super) struct Upstream {
+    pub rx: OwnedReadHalf,
+    pub tx: OwnedWriteHalf,
+    /// Bytes rumqttd sent after its CONNACK, not yet parsed.
+    pub buf: BytesMut,
+}
+
+/// The reading half of [`Upstream`], with what it has read and not parsed.
+type UpstreamReader = (OwnedReadHalf, BytesMut);
 
 /// Serves one connection until either side leaves.
 pub async fn serve(shared: Arc<Shared>, mut io: ClientIo, address: IpAddr) {
@@ -100,30 +129,61 @@ pub async fn serve(shared: Arc<Shared>, mut io: ClientIo, address: IpAddr) {
             connack(&io, ConnectReturnCode::NotAuthorized).await;
             return;
         }
-        let (upstream_rx, upstream_tx, from_upstream) = match shared.open_upstream(&connect).await {
-            Ok(u) => u,
-            Err(e) => {
-                warn!(error = %e, "broker unreachable");
-                connack(&io, ConnectReturnCode::ServiceUnavailable).await;
-                return;
+        // Without credentials a client may only sign in: a bounded number of such
+        // connections, each for a bounded time, and none gets an upstream connection.
+        let anonymous = who.role == Role::Anonymous;
+        let anonymous_slot = if anonymous {
+            match Arc::clone(&shared.anonymous).try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    info!("too many connections without credentials: refused");
+                    connack(&io, ConnectReturnCode::ServiceUnavailable).await;
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let Some((conn_id, kicked)) = shared.register(&who) else {
+            info!("client id in use by another principal: refused");
+            connack(&io, ConnectReturnCode::BadClientId).await;
+            return;
+        };
+        let upstream = if anonymous {
+            None
+        } else {
+            match shared.open_upstream(&connect).await {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    warn!(error = %e, "broker unreachable");
+                    shared.unregister(conn_id);
+                    connack(&io, ConnectReturnCode::ServiceUnavailable).await;
+                    return;
+                }
             }
         };
-        let (conn_id, kicked) = shared.register(&who);
         connack(&io, ConnectReturnCode::Success).await;
+        let (replies_tx, replies) = mpsc::channel(MAX_IN_FLIGHT);
         let mut session = Session {
             has_will: connect.last_will.is_some(),
             who,
             shared: Arc::clone(&shared),
             to_client: io.to_client.clone(),
-            upstream_tx,
+            upstream_tx: None,
             pending_subscribes: HashMap::new(),
             dropped_exactly_once: HashSet::new(),
+            reply_subscribed: false,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            commands: JoinSet::new(),
+            replies: replies_tx,
         };
+        let lifetime = anonymous.then_some(shared.anonymous_timeout);
         let end = session
-            .run(&mut io, from_client, upstream_rx, from_upstream, &kicked)
+            .run(&mut io, from_client, upstream, replies, &kicked, lifetime)
             .await;
         debug!(%end, "session ended");
         shared.unregister(conn_id);
+        drop(anonymous_slot);
     }
     .instrument(span)
     .await
@@ -137,16 +197,51 @@ async fn connack(io: &ClientIo, code: ConnectReturnCode) {
         .await;
 }
 
+/// What became of one filter of a client's SUBSCRIBE.
+#[derive(Debug, Clone, Copy)]
+enum Grant {
+    Denied,
+    /// The client's own reply topic: the gate delivers its replies itself.
+    Local(QoS),
+    /// Passed to rumqttd at this QoS; its SUBACK code is used.
+    Upstream(QoS),
+}
+
 struct Session {
     who: Identity,
     shared: Arc<Shared>,
     to_client: mpsc::Sender<Bytes>,
-    upstream_tx: OwnedWriteHalf,
-    /// SUBSCRIBE packet id -> which of the client's filters were forwarded.
-    pending_subscribes: HashMap<u16, Vec<Option<QoS>>>,
-    /// QoS 2 publishes that were refused: their PUBREL is answered here.
+    /// The writing half of the upstream connection (none without credentials).
+    upstream_tx: Option<OwnedWriteHalf>,
+    /// SUBSCRIBE packet id -> what became of each of the client's filters.
+    pending_subscribes: HashMap<u16, Vec<Grant>>,
+    /// QoS 2 publishes the gate took itself: their PUBREL is answered here.
     dropped_exactly_once: HashSet<u16>,
     has_will: bool,
+    /// Whether the client subscribed to its reply topic: replies go only to a
+    /// client that asked for them, as MQTT would deliver them.
+    reply_subscribed: bool,
+    in_flight: Arc<Semaphore>,
+    /// Commands waiting for their replies; dropped (aborted) with the session.
+    commands: JoinSet<()>,
+    /// Where those commands leave their replies for this session.
+    replies: mpsc::Sender<ReplyEnvelope>,
+}
+
+/// Reads more of the upstream connection; never resolves without one.
+async fn read_upstream(reader: &mut Option<UpstreamReader>) -> std::io::Result<usize> {
+    match reader {
+        Some((rx, buf)) => rx.read_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves after `lifetime`, or never.
+async fn expiry(lifetime: Option<Duration>) {
+    match lifetime {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Session {
@@ -154,17 +249,25 @@ impl Session {
         &mut self,
         io: &mut ClientIo,
         mut from_client: BytesMut,
-        mut upstream_rx: tokio::net::tcp::OwnedReadHalf,
-        mut from_upstream: BytesMut,
+        upstream: Option<Upstream>,
+        mut replies: mpsc::Receiver<ReplyEnvelope>,
         kicked: &Notify,
+        lifetime: Option<Duration>,
     ) -> End {
+        let mut reader = upstream.map(|u| {
+            self.upstream_tx = Some(u.tx);
+            (u.rx, u.buf)
+        });
         // Anything the client sent right behind its CONNECT.
         if let Err(end) = self.drain_client(&mut from_client).await {
             return end;
         }
+        let expired = expiry(lifetime);
+        tokio::pin!(expired);
         loop {
             tokio::select! {
                 _ = kicked.notified() => return End::Kicked,
+                _ = &mut expired => return End::Expired,
                 chunk = io.from_client.recv() => {
                     let Some(chunk) = chunk else { return End::ClientGone };
                     from_client.extend_from_slice(&chunk);
@@ -172,12 +275,18 @@ impl Session {
                         return end;
                     }
                 }
-                read = upstream_rx.read_buf(&mut from_upstream) => {
+                Some(reply) = replies.recv() => {
+                    if let Err(end) = self.deliver(reply).await {
+                        return end;
+                    }
+                }
+                read = read_upstream(&mut reader) => {
                     if !matches!(read, Ok(n) if n > 0) {
                         return End::UpstreamGone;
                     }
+                    let Some((_, buf)) = reader.as_mut() else { return End::UpstreamGone };
                     loop {
-                        match Packet::read(&mut from_upstream, usize::MAX) {
+                        match Packet::read(buf, usize::MAX) {
                             Ok(packet) => {
                                 if let Err(end) = self.on_upstream_packet(packet).await {
                                     return end;
@@ -206,9 +315,11 @@ impl Session {
         match packet {
             Packet::Publish(publish) => self.client_publish(publish).await,
             Packet::Subscribe(subscribe) => self.client_subscribe(subscribe).await,
+            Packet::Unsubscribe(unsubscribe) => self.client_unsubscribe(unsubscribe).await,
             Packet::PubRel(rel) if self.dropped_exactly_once.remove(&rel.pkid) => {
                 self.to_client(&Packet::PubComp(PubComp::new(rel.pkid))).await
             }
+            Packet::PingReq if self.upstream_tx.is_none() => self.to_client(&Packet::PingResp).await,
             Packet::Disconnect => {
                 // Forwarded only when it matters (it discards the last will):
                 // rumqttd 0.20 mishandles DISCONNECT followed by a close, so a
@@ -218,8 +329,7 @@ impl Session {
                 }
                 Err(End::ClientGone)
             }
-            packet @ (Packet::Unsubscribe(_)
-            | Packet::PingReq
+            packet @ (Packet::PingReq
             | Packet::PubAck(_)
             | Packet::PubRec(_)
             | Packet::PubRel(_)
@@ -228,25 +338,19 @@ impl Session {
         }
     }
 
-    async fn client_publish(&mut self, mut publish: Publish) -> Result<(), End> {
+    async fn client_publish(&mut self, publish: Publish) -> Result<(), End> {
         match acl::publish_rule(&self.who, &publish.topic) {
             PublishRule::Forward => return self.upstream(&Packet::Publish(publish)).await,
-            PublishRule::Command { service, action } => match self.stamp(service, action, &publish.payload) {
-                Ok(payload) => {
-                    publish.payload = payload;
-                    publish.retain = false;
-                    return self.upstream(&Packet::Publish(publish)).await;
-                }
-                Err((id, error)) => {
-                    warn!(topic = %truncate(&publish.topic, 80), code = %error.code, "command refused at the gate");
-                    self.reply_directly(id, error).await?;
-                }
-            },
+            PublishRule::Command { service, action } => {
+                let (service, action) = (service.to_owned(), action.to_owned());
+                self.command(&service, &action, &publish.payload).await?;
+            }
             PublishRule::Deny => {
                 warn!(topic = %truncate(&publish.topic, 80), "publish denied");
             }
         }
-        // Acknowledge what was dropped, so the client's session does not stall.
+        // The gate took this publish itself (a command) or dropped it: acknowledge
+        // it here, so the client's session does not stall.
         match publish.qos {
             QoS::AtMostOnce => Ok(()),
             QoS::AtLeastOnce => self.to_client(&Packet::PubAck(PubAck::new(publish.pkid))).await,
@@ -257,10 +361,50 @@ impl Session {
         }
     }
 
-    /// Checks a command and returns the payload to forward: the caller stamped
-    /// (any the client sent is dropped), secret arguments sealed. A refusal carries
-    /// the request id, to answer it.
-    fn stamp(&self, service: &str, action: &str, payload: &[u8]) -> Result<Bytes, (String, BusError)> {
+    /// Sends a client's command on the gate's own bus connection and has its reply
+    /// delivered to this session; a refusal is answered at once.
+    async fn command(&mut self, service: &str, action: &str, payload: &[u8]) -> Result<(), End> {
+        let (id, args) = match self.stamp(service, action, payload) {
+            Ok(checked) => checked,
+            Err((id, error)) => {
+                warn!(service, action = %truncate(action, 64), code = %error.code, "command refused at the gate");
+                return self.deliver(ReplyEnvelope::from_result(id, Err(error))).await;
+            }
+        };
+        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            let busy = BusError::unavailable(format!(
+                "more than {MAX_IN_FLIGHT} commands in flight on this connection"
+            ));
+            return self.deliver(ReplyEnvelope::from_result(id, Err(busy))).await;
+        };
+        let caller = Caller {
+            user: self.who.user.clone(),
+            role: self.who.role,
+            session: self.who.session.clone(),
+            address: Some(self.who.address.to_string()),
+        };
+        let (shared, replies) = (Arc::clone(&self.shared), self.replies.clone());
+        let (service, action) = (service.to_owned(), action.to_owned());
+        while self.commands.try_join_next().is_some() {}
+        self.commands.spawn(async move {
+            let result = shared
+                .bus
+                .request_as(&service, &action, args, Some(caller), shared.command_timeout)
+                .await;
+            let mut reply = ReplyEnvelope::from_result(id, result);
+            // Tokens in a reply travel sealed on the loopback bus; this client asked.
+            if let Some(data) = reply.data.as_mut() {
+                shared.secrets.open_fields(data);
+            }
+            drop(permit);
+            let _ = replies.send(reply).await;
+        });
+        Ok(())
+    }
+
+    /// Checks a command and returns its request id and arguments, secret fields
+    /// sealed. A refusal carries the request id, to answer it.
+    fn stamp(&self, service: &str, action: &str, payload: &[u8]) -> Result<(String, Value), (String, BusError)> {
         let mut envelope = match serde_json::from_slice::<Value>(payload) {
             Ok(Value::Object(map)) => map,
             _ => {
@@ -279,42 +423,34 @@ impl Session {
             return Err((id, BusError::forbidden(msg)));
         }
         roles::check_call(self.who.role, service, action).map_err(|e| (id.clone(), e))?;
-        let caller = Caller {
-            user: self.who.user.clone(),
-            role: self.who.role,
-            session: self.who.session.clone(),
-            address: Some(self.who.address.to_string()),
-        };
-        envelope.insert("caller".into(), serde_json::to_value(caller).unwrap_or_default());
-        if let Some(args) = envelope.get_mut("args")
-            && self.shared.secrets.seal_fields(args).is_err()
-        {
+        let mut args = envelope.remove("args").unwrap_or(Value::Null);
+        if self.shared.secrets.seal_fields(&mut args).is_err() {
             return Err((id, BusError::internal("could not seal the command's secrets")));
         }
-        serde_json::to_vec(&Value::Object(envelope))
-            .map(Bytes::from)
-            .map_err(|_| (id, BusError::internal("could not encode the command")))
+        Ok((id, args))
     }
 
     async fn client_subscribe(&mut self, subscribe: Subscribe) -> Result<(), End> {
-        let grants: Vec<Option<QoS>> = subscribe
+        let grants: Vec<Grant> = subscribe
             .filters
             .iter()
-            .map(|f| acl::subscribe_grant(&self.who, &f.path, f.qos))
+            .map(|f| match acl::subscribe_grant(&self.who, &f.path, f.qos) {
+                None => Grant::Denied,
+                Some(qos) if f.path == self.who.reply_topic() => Grant::Local(qos),
+                Some(_) if self.upstream_tx.is_none() => Grant::Denied,
+                Some(qos) => Grant::Upstream(qos),
+            })
             .collect();
+        let mut forwarded = Vec::new();
         for (filter, grant) in subscribe.filters.iter().zip(&grants) {
-            if grant.is_none() {
-                warn!(filter = %truncate(&filter.path, 80), "subscription denied");
+            match grant {
+                Grant::Denied => warn!(filter = %truncate(&filter.path, 80), "subscription denied"),
+                Grant::Local(_) => self.reply_subscribed = true,
+                Grant::Upstream(qos) => forwarded.push(SubscribeFilter::new(filter.path.clone(), *qos)),
             }
         }
-        let allowed: Vec<SubscribeFilter> = subscribe
-            .filters
-            .iter()
-            .zip(&grants)
-            .filter_map(|(f, g)| g.map(|qos| SubscribeFilter::new(f.path.clone(), qos)))
-            .collect();
-        if allowed.is_empty() {
-            let codes = vec![SubscribeReasonCode::Failure; grants.len()];
+        if forwarded.is_empty() {
+            let codes = grants.iter().map(|g| local_code(*g)).collect();
             return self
                 .to_client(&Packet::SubAck(SubAck::new(subscribe.pkid, codes)))
                 .await;
@@ -322,31 +458,33 @@ impl Session {
         self.pending_subscribes.insert(subscribe.pkid, grants);
         let forwarded = Subscribe {
             pkid: subscribe.pkid,
-            filters: allowed,
+            filters: forwarded,
         };
         self.upstream(&Packet::Subscribe(forwarded)).await
     }
 
+    async fn client_unsubscribe(&mut self, mut unsubscribe: Unsubscribe) -> Result<(), End> {
+        let reply_topic = self.who.reply_topic().to_owned();
+        if unsubscribe.topics.contains(&reply_topic) {
+            self.reply_subscribed = false;
+            unsubscribe.topics.retain(|t| *t != reply_topic);
+        }
+        if unsubscribe.topics.is_empty() || self.upstream_tx.is_none() {
+            return self.to_client(&Packet::UnsubAck(UnsubAck::new(unsubscribe.pkid))).await;
+        }
+        self.upstream(&Packet::Unsubscribe(unsubscribe)).await
+    }
+
     async fn on_upstream_packet(&mut self, packet: Packet) -> Result<(), End> {
         match packet {
-            Packet::Publish(mut publish) => {
-                if publish.topic == self.who.reply_topic()
-                    && memchr(&publish.payload, secrets::SEALED_PREFIX.as_bytes())
-                    && let Ok(mut reply) = serde_json::from_slice::<Value>(&publish.payload)
-                    && self.shared.secrets.open_fields(&mut reply)
-                {
-                    publish.payload = Bytes::from(serde_json::to_vec(&reply).unwrap_or_default());
-                }
-                self.to_client(&Packet::Publish(publish)).await
-            }
             Packet::SubAck(mut suback) => {
                 if let Some(grants) = self.pending_subscribes.remove(&suback.pkid) {
-                    let mut granted = suback.return_codes.into_iter();
+                    let mut upstream_codes = suback.return_codes.into_iter();
                     suback.return_codes = grants
                         .iter()
                         .map(|g| match g {
-                            Some(_) => granted.next().unwrap_or(SubscribeReasonCode::Failure),
-                            None => SubscribeReasonCode::Failure,
+                            Grant::Upstream(_) => upstream_codes.next().unwrap_or(SubscribeReasonCode::Failure),
+                            other => local_code(*other),
                         })
                         .collect();
                 }
@@ -356,9 +494,12 @@ impl Session {
         }
     }
 
-    /// Answers a refused command on the client's own reply topic, without the broker.
-    async fn reply_directly(&mut self, id: String, error: BusError) -> Result<(), End> {
-        let reply = ReplyEnvelope::from_result(id, Err(error));
+    /// Hands a reply to the client, on its own reply topic, if it subscribed to it.
+    async fn deliver(&mut self, reply: ReplyEnvelope) -> Result<(), End> {
+        if !self.reply_subscribed {
+            debug!(id = %truncate(&reply.id, 64), "reply dropped: the client is not subscribed to its reply topic");
+            return Ok(());
+        }
         let payload = serde_json::to_vec(&reply).unwrap_or_default();
         let publish = Publish::new(self.who.reply_topic(), QoS::AtMostOnce, payload);
         self.to_client(&Packet::Publish(publish)).await
@@ -369,24 +510,22 @@ impl Session {
     }
 
     async fn upstream(&mut self, packet: &Packet) -> Result<(), End> {
-        self.upstream_tx
-            .write_all(&encode(packet))
-            .await
-            .map_err(|_| End::UpstreamGone)
+        let Some(tx) = self.upstream_tx.as_mut() else {
+            // A client without credentials has no upstream: nothing it sends
+            // (acknowledgements of messages it never got) goes anywhere.
+            return Ok(());
+        };
+        tx.write_all(&encode(packet)).await.map_err(|_| End::UpstreamGone)
     }
 }
 
-/// Reads until one whole packet is buffered.
-async fn next_packet(rx: &mut mpsc::Receiver<Bytes>, buf: &mut BytesMut, max: usize) -> Result<Packet, End> {
-    loop {
-        match Packet::read(buf, max) {
-            Ok(packet) => return Ok(packet),
-            Err(CodecError::InsufficientBytes(_)) => {
-                let chunk = rx.recv().await.ok_or(End::ClientGone)?;
-                buf.extend_from_slice(&chunk);
-            }
-            Err(e) => return Err(End::Codec(e)),
-        }
+/// The SUBACK code of a filter the gate answered itself.
+fn local_code(grant: Grant) -> SubscribeReasonCode {
+    match grant {
+        Grant::Local(QoS::AtMostOnce) => SubscribeReasonCode::Success(QoS::AtMostOnce),
+        Grant::Local(QoS::AtLeastOnce) => SubscribeReasonCode::Success(QoS::AtLeastOnce),
+        Grant::Local(QoS::ExactlyOnce) => SubscribeReasonCode::Success(QoS::ExactlyOnce),
+        Grant::Denied | Grant::Upstream(_) => SubscribeReasonCode::Failure,
     }
 }
 
@@ -396,7 +535,7 @@ pub(super) async fn connect_upstream(
     login: &Login,
     client: &Connect,
     upstream_id: String,
-) -> std::io::Result<(tokio::net::tcp::OwnedReadHalf, OwnedWriteHalf, BytesMut)> {
+) -> std::io::Result<Upstream> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (mut rx, mut tx) = stream.into_split();
@@ -415,7 +554,7 @@ pub(super) async fn connect_upstream(
     let mut buf = BytesMut::new();
     loop {
         match Packet::read(&mut buf, 1024) {
-            Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => return Ok((rx, tx, buf)),
+            Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => return Ok(Upstream { rx, tx, buf }),
             Ok(other) => return Err(std::io::Error::other(format!("broker answered {:?}", kind(&other)))),
             Err(CodecError::InsufficientBytes(_)) => {
                 if rx.read_buf(&mut buf).await? == 0 {
@@ -423,6 +562,20 @@ pub(super) async fn connect_upstream(
                 }
             }
             Err(e) => return Err(std::io::Error::other(e.to_string())),
+        }
+    }
+}
+
+/// Reads until one whole packet is buffered.
+async fn next_packet(rx: &mut mpsc::Receiver<Bytes>, buf: &mut BytesMut, max: usize) -> Result<Packet, End> {
+    loop {
+        match Packet::read(buf, max) {
+            Ok(packet) => return Ok(packet),
+            Err(CodecError::InsufficientBytes(_)) => {
+                let chunk = rx.recv().await.ok_or(End::ClientGone)?;
+                buf.extend_from_slice(&chunk);
+            }
+            Err(e) => return Err(End::Codec(e)),
         }
     }
 }
@@ -451,8 +604,4 @@ fn kind(packet: &Packet) -> &'static str {
         Packet::PingResp => "PINGRESP",
         Packet::Disconnect => "DISCONNECT",
     }
-}
-
-fn memchr(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
