@@ -273,3 +273,45 @@ pub async fn upgrade_through(port: u16, name: &str, probe: &[u8]) -> Vec<u8> {
     }
     echoed
 }
+
+/// A real image registry (the distribution project's, Debian's `docker-registry`)
+/// on 127.0.0.1:`port`, storing under a directory of the test's, as a box's local
+/// registry would: Docker pushes to and pulls from a loopback registry without TLS.
+pub struct ImageRegistry {
+    pub port: u16,
+    _process: Process,
+}
+
+impl ImageRegistry {
+    pub fn start(dir: &Path) -> ImageRegistry {
+        let port = free_port();
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("registry").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        wait_until("the registry to listen", || {
+            std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok()
+        });
+        ImageRegistry {
+            port,
+            _process: Process(child),
+        }
+    }
+
+    /// `127.0.0.1:<port>`, as `orchestrator.local_registry` names it.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

@@ -30,7 +30,11 @@ async fn system() -> System {
 }
 
 async fn system_with(configure: impl FnOnce(&mut cubeos_shared::Config)) -> System {
-    let base = 25000 + (std::process::id() % 1000) as u16 * 7 % 5000;
+    // A range of its own per system: tests run in parallel, each with its own
+    // registry, so a port one test's stopped app left free must not be another's.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let slot = (std::process::id() % 7) as u16 * 8 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 8;
+    let base = 20000 + slot * 200;
     let mut system = System::start_with(move |c| {
         c.ports.user = format!("{base}-{}", base + 199);
         c.orchestrator.reconcile_interval = Duration::from_secs(2);
@@ -322,9 +326,14 @@ async fn a_failed_deploy_rolls_back_everything() {
     let Some(docker) = require_swarm("orchestrator_rollback").await else {
         return;
     };
+    ensure_test_image();
     let system = system().await;
     let bus = system.client("t").await;
-    let compose = "services:\n  app:\n    image: cubeos-test/does-not-exist:1\n    ports: ['80']\n    volumes: ['./data:/data']\n";
+    // An image that is there, a command that cannot start: it never converges.
+    // (A missing image is refused before anything is deployed: its own test.)
+    let compose = format!(
+        "services:\n  app:\n    image: {TEST_IMAGE}\n    command: ['/no/such/command']\n    ports: ['80']\n    volumes: ['./data:/data']\n"
+    );
     let (failed, _) = install(&bus, json!({ "compose": compose, "name": "broken" }))
         .await
         .expect_err("must fail");
@@ -618,4 +627,263 @@ async fn an_installed_app_gets_a_name_that_resolves_and_proxies() {
         (web.get("named.cubeos.cube").0 == 404).then_some(())
     })
     .await;
+}
+
+/// Issue 11, part 6: a named volume goes with its app, and a failed install
+/// removes what it created (a shared folder, a data folder, a volume) and nothing
+/// that was there before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_and_rollback_leave_nothing_they_created_and_keep_what_was_there() {
+    let Some(docker) = require_swarm("orchestrator_leftovers").await else {
+        return;
+    };
+    ensure_test_image();
+    let system = system_with(|c| c.orchestrator.converge_timeout = Duration::from_secs(6)).await;
+    let bus = system.client("t").await;
+    let volume_exists = async |name: &str| docker.inspect_volume(name).await.is_ok();
+
+    let compose = format!(
+        "services:\n  web:\n    image: {TEST_IMAGE}\n    command: ['httpd', '-f', '-p', '80', '-h', '/data']\n    ports: ['80']\n    volumes: ['data:/data']\nvolumes:\n  data: {{}}\n"
+    );
+    install(&bus, json!({ "compose": compose, "name": "vols" }))
+        .await
+        .expect("installs");
+    assert!(volume_exists("vols_data").await);
+    let removed = bus
+        .request("orchestrator", "remove", &json!({ "name": "vols" }))
+        .await
+        .expect("removes");
+    assert_eq!(removed["volumes_left"], json!([]), "{removed}");
+    assert!(!volume_exists("vols_data").await, "the named volume went with the app");
+
+    // What was there before the install, and what the install will create.
+    let data = &system.config.data_dir;
+    let books = data.join("shared/Media/Books");
+    std::fs::create_dir_all(&books).unwrap();
+    let kept = system.config.app_dir("failing").join("appdata/keep.txt");
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    std::fs::write(&kept, "from an earlier install, removed with --keep-data").unwrap();
+    let compose = format!(
+        "services:\n  app:\n    image: {TEST_IMAGE}\n    command: ['/no/such/command']\n    ports: ['80']\n    volumes:\n      - /DATA/Media/Music:/music\n      - /DATA/Media/Books:/books\n      - ./cfg:/cfg\n      - cache:/cache\nvolumes:\n  cache: {{}}\n"
+    );
+    let (failed, _) = install(&bus, json!({ "compose": compose, "name": "failing" }))
+        .await
+        .expect_err("never converges");
+    assert_eq!(failed["name"], "converge", "{failed}");
+    assert!(
+        !data.join("shared/Media/Music").exists(),
+        "the shared folder it created is gone"
+    );
+    assert!(books.is_dir(), "the shared folder that was there stays");
+    assert!(!system.config.app_dir("failing").join("appdata/cfg").exists());
+    assert!(!system.config.app_dir("failing").join("appconfig").exists());
+    assert!(kept.exists(), "data from before the install stays");
+    assert!(!system.config.app_dir("failing").join(".installing").exists());
+    assert!(!volume_exists("failing_cache").await, "the volume it created is gone");
+}
+
+/// Issue 11, part 7: an install whose image is not on the box is refused at once,
+/// naming the image and how to bring it; `image.load` brings it from a `docker
+/// save` archive with progress, and then the install goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_is_refused_at_once_and_loads_from_a_file() {
+    let Some(_docker) = require_swarm("orchestrator_images").await else {
+        return;
+    };
+    if !require("orchestrator_images", "curl") {
+        return;
+    }
+    ensure_test_image();
+    let image = format!("cubeos-test/offline-only-{}:1", std::process::id());
+    let docker_cli = |args: &[&str]| {
+        let ok = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "docker {args:?}");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("offline.tar");
+    docker_cli(&["tag", TEST_IMAGE, &image]);
+    docker_cli(&["save", "-o", archive.to_str().unwrap(), &image]);
+    docker_cli(&["rmi", &image]);
+
+    let system = system().await;
+    let bus = system.client("t").await;
+    let compose = web_app("offline", "loaded-from-a-file").replace(TEST_IMAGE, &image);
+    let started = std::time::Instant::now();
+    let err = bus
+        .request(
+            "orchestrator",
+            "install",
+            &json!({ "compose": compose, "name": "offline" }),
+        )
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.code, cubeos_shared::ErrorCode::NotFound, "{err}");
+    assert!(
+        err.message.contains(&image) && err.message.contains("cubeos image load <file.tar>"),
+        "{err}"
+    );
+    assert_eq!(err.details.unwrap()["missing_images"], json!([image]));
+    assert!(took < Duration::from_secs(2), "refused after {took:?}");
+    assert!(
+        bus.request("registry", "app.get", &json!({ "name": "offline" }))
+            .await
+            .is_err()
+    );
+    assert!(!system.config.app_dir("offline").exists());
+    let listed = bus
+        .request("orchestrator", "image.list", &json!({ "images": [image, TEST_IMAGE] }))
+        .await
+        .unwrap();
+    assert_eq!(listed["images"][0]["present"], false, "{listed}");
+    assert_eq!(listed["images"][1]["present"], true, "{listed}");
+    assert_eq!(listed["images"][1]["location"], "node", "{listed}");
+
+    // Bring it from the archive, following the job's progress.
+    let mut progress = bus
+        .subscribe(&topics::image_progress(), rumqttc::QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let job = bus
+        .request(
+            "orchestrator",
+            "image.load",
+            &json!({ "path": archive.display().to_string() }),
+        )
+        .await
+        .unwrap()["job"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut steps = Vec::new();
+    let done = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(60), progress.recv())
+            .await
+            .expect("the load finishes")
+            .unwrap();
+        let event: Value = serde_json::from_slice(&msg.payload).unwrap();
+        if event["job"] != job.as_str() {
+            continue;
+        }
+        steps.push(event["step"].as_u64().unwrap());
+        if event["status"] != "running" {
+            break event;
+        }
+    };
+    assert_eq!(done["status"], "done", "{done}");
+    assert!(done["message"].as_str().unwrap().contains(&image), "{done}");
+    assert!(steps.windows(2).all(|w| w[0] <= w[1]), "progress only grows: {steps:?}");
+    let last = bus
+        .request("orchestrator", "job.get", &json!({ "job": job }))
+        .await
+        .unwrap();
+    assert_eq!(last["status"], "done");
+
+    install(&bus, json!({ "compose": compose, "name": "offline" }))
+        .await
+        .expect("installs once the image is there");
+    let port = app_port(&bus, "offline").await;
+    assert_eq!(
+        eventually("serving", 30, async || curl(port)).await,
+        "loaded-from-a-file"
+    );
+    let all = bus.request("orchestrator", "image.list", &json!({})).await.unwrap();
+    let row = all["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["image"] == image.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{all}"));
+    assert_eq!(
+        (row["present"].clone(), row["apps"].clone()),
+        (json!(true), json!(["offline"]))
+    );
+
+    // Not an archive, or not there: a typed error, or a failed job; no panic.
+    let err = bus
+        .request("orchestrator", "image.load", &json!({ "path": "relative.tar" }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, cubeos_shared::ErrorCode::BadRequest);
+    let err = bus
+        .request("orchestrator", "image.load", &json!({ "path": "/nonexistent.tar" }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, cubeos_shared::ErrorCode::BadRequest);
+    bus.request("orchestrator", "remove", &json!({ "name": "offline" }))
+        .await
+        .unwrap();
+    docker_cli(&["rmi", &image]);
+}
+
+/// Issue 11, part 7: with `orchestrator.local_registry` set, an image named after
+/// that registry counts as present when the registry has it (Swarm pulls it from
+/// there), and is refused when it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_in_the_local_registry_counts_as_present() {
+    let Some(_docker) = require_swarm("orchestrator_local_registry").await else {
+        return;
+    };
+    for tool in ["docker-registry", "curl"] {
+        if !require("orchestrator_local_registry", tool) {
+            return;
+        }
+    }
+    ensure_test_image();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = cubeos_tests::servers::ImageRegistry::start(dir.path());
+    let image = format!("{}/cubeos-test/from-registry:1", registry.host());
+    let docker_cli = |args: &[&str]| {
+        let out = std::process::Command::new("docker").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    docker_cli(&["tag", TEST_IMAGE, &image]);
+    docker_cli(&["push", &image]);
+    docker_cli(&["rmi", &image]);
+    let host = registry.host();
+    let system = system_with(move |c| c.orchestrator.local_registry = host).await;
+    let bus = system.client("t").await;
+    let missing = format!("{}/cubeos-test/never-pushed:1", registry.host());
+    let listed = bus
+        .request("orchestrator", "image.list", &json!({ "images": [image, missing] }))
+        .await
+        .unwrap();
+    assert_eq!(listed["images"][0]["location"], "registry", "{listed}");
+    assert_eq!(listed["images"][0]["present"], true, "{listed}");
+    assert_eq!(listed["images"][1]["present"], false, "{listed}");
+
+    let err = bus
+        .request(
+            "orchestrator",
+            "install",
+            &json!({ "compose": web_app("unpushed", "x").replace(TEST_IMAGE, &missing), "name": "unpushed" }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, cubeos_shared::ErrorCode::NotFound, "{err}");
+    install(
+        &bus,
+        json!({ "compose": web_app("pulled", "from-the-registry").replace(TEST_IMAGE, &image), "name": "pulled" }),
+    )
+    .await
+    .expect("installs, Swarm pulling from the local registry");
+    let port = app_port(&bus, "pulled").await;
+    assert_eq!(
+        eventually("serving", 30, async || curl(port)).await,
+        "from-the-registry"
+    );
+    bus.request("orchestrator", "remove", &json!({ "name": "pulled" }))
+        .await
+        .unwrap();
+    let _ = std::process::Command::new("docker").args(["rmi", &image]).output();
 }

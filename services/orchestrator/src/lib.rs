@@ -6,6 +6,8 @@
 //!   cannot honour. Pure code.
 //! - [`stack`] creates, updates, scales and removes those objects through bollard.
 //! - [`reconcile`] decides, as a plain function, what to create, scale and remove.
+//! - [`images`] checks that an app's images are on the box (or in the local
+//!   registry) before anything is deployed, and loads image archives.
 //! - [`service`] is the bus service: install jobs with progress events and full
 //!   rollback, lifecycle commands, the reconciler loop and runtime status.
 //!
@@ -19,12 +21,18 @@
 //! | `remove` | `name`, `keep_data?` | `{app, removed, data_kept}` |
 //! | `logs` | `name`, `tail?` (100), `since?` (unix s) | `{lines}` |
 //! | `status` | `name?` | one status, or all |
+//! | `job.get` | `job` | a recent job's last progress event; `not_found` after a restart |
+//! | `image.list` | `images?` | `{images: [{image, present, location, size, apps}], other_nodes_unchecked}` |
+//! | `image.load` | `path` (absolute, on the box) | `{job, path, bytes}` at once; progress on `cubeos/events/images/progress` |
 //!
 //! Publishes retained `cubeos/state/apps/<name>/status`
-//! `{running, health, replicas, last_started, error}`.
+//! `{running, health, replicas, last_started, error}`; `health` is `running`,
+//! `starting`, `failing`, `stopping` (told to stop, its tasks still serving),
+//! `stopped`, `not_deployed` (registered, never deployed) or `unknown`.
 
 pub mod compose;
 pub mod core;
+pub mod images;
 pub mod reconcile;
 pub mod service;
 pub mod stack;
@@ -72,6 +80,13 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     bus.route(&orch, "logs", |o, a: service::LogsArgs| async move { o.logs(a).await });
     bus.route(&orch, "status", |o, a: service::StatusArgs| async move {
         o.status(a.name).await
+    });
+    bus.route(&orch, "job.get", |o, a: service::JobArgs| async move { o.job(&a.job) });
+    bus.route(&orch, "image.list", |o, a: service::ImageListArgs| async move {
+        o.image_list(a).await
+    });
+    bus.route(&orch, "image.load", |o, a: service::ImageLoadArgs| async move {
+        o.image_load(a).await
     });
     // Before taking commands: a marker found now belongs to a crashed run.
     orch.recover_interrupted_installs().await;

@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::compose::{self, Context, PortKey, Translation};
+use crate::images;
 use crate::reconcile::{self, Action, Actual, Desired};
 use crate::stack::{self, StackSpec};
 
@@ -35,6 +36,9 @@ pub const INSTALL_STEPS: &[&str] = &[
 
 /// Marks an install in progress: a restart finding it rolls the install back.
 const INSTALLING_MARKER: &str = ".installing";
+
+/// How long a stopped app's status is followed while its tasks shut down.
+const STOP_FOLLOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +86,77 @@ pub struct StatusArgs {
     pub name: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobArgs {
+    pub job: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageListArgs {
+    /// These images; without it, every image an installed app uses.
+    pub images: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageLoadArgs {
+    /// An image archive on this box (what `docker save` writes), absolute.
+    pub path: String,
+}
+
+/// Jobs whose last progress `job.get` still answers.
+const JOBS_KEPT: usize = 64;
+
+/// What an install created, kept in its marker file: a rollback, now or after a
+/// crash, removes exactly this and never what was there before.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Marker {
+    job: String,
+    /// Directories the install created (the topmost new one of each path), in order.
+    created: Vec<PathBuf>,
+    /// The app's volumes that existed before it deployed (`None`: not deployed yet).
+    volumes_before: Option<Vec<String>>,
+}
+
+impl Marker {
+    /// Reads an app's marker; one from before markers held a ledger is the job
+    /// name alone, and then the whole app directory was the install's.
+    fn read(path: &Path) -> Option<Marker> {
+        let bytes = std::fs::read(path).ok()?;
+        Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| Marker {
+            job: String::from_utf8_lossy(&bytes).into_owned(),
+            created: path.parent().map(Path::to_path_buf).into_iter().collect(),
+            volumes_before: None,
+        }))
+    }
+
+    fn write(&self, path: &Path) -> Result<(), BusError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| BusError::internal(e.to_string()))?;
+        std::fs::write(path, bytes).map_err(|e| io_error("install marker", e))
+    }
+}
+
+/// Creates `dir` and its missing parents, recording the topmost one created
+/// below the shared `roots` (the data root, `apps/`, the shared folder), which are
+/// never an install's own even when it was the first to need them.
+fn create_recorded(dir: &Path, roots: &[PathBuf], created: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut topmost = None;
+    let mut at = Some(dir);
+    while let Some(p) = at.filter(|p| !p.exists() && !roots.iter().any(|r| r == p)) {
+        topmost = Some(p.to_path_buf());
+        at = p.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    if let Some(top) = topmost
+        && !created.iter().any(|c| top.starts_with(c))
+    {
+        created.push(top);
+    }
+    Ok(())
+}
+
 /// `cubeos/state/apps/<name>/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppStatus {
@@ -103,6 +178,9 @@ pub struct Progress {
     /// `running`, `done` (the whole job), `failed`.
     pub status: String,
     pub message: String,
+    /// On `failed`: the wire error code of what failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
 }
 
 pub struct Orchestrator {
@@ -118,6 +196,8 @@ pub struct Orchestrator {
     installing: std::sync::Mutex<HashSet<String>>,
     statuses: std::sync::Mutex<BTreeMap<String, AppStatus>>,
     next_job: std::sync::atomic::AtomicU64,
+    /// The last progress of recent jobs, newest last, for `job.get`.
+    jobs: std::sync::Mutex<std::collections::VecDeque<Progress>>,
 }
 
 /// A compose file on this box: a regular file, read no further than one byte past
@@ -158,6 +238,7 @@ impl Orchestrator {
             installing: Default::default(),
             statuses: Default::default(),
             next_job: std::sync::atomic::AtomicU64::new(1),
+            jobs: Default::default(),
         })
     }
 
@@ -259,6 +340,18 @@ impl Orchestrator {
     }
 
     async fn progress(&self, job: &str, app: &str, step: usize, status: &str, message: impl Into<String>) {
+        self.progress_event(job, app, step, status, message.into(), None).await
+    }
+
+    async fn progress_event(
+        &self,
+        job: &str,
+        app: &str,
+        step: usize,
+        status: &str,
+        message: String,
+        code: Option<ErrorCode>,
+    ) {
         let event = Progress {
             job: job.to_owned(),
             step,
@@ -269,11 +362,38 @@ impl Orchestrator {
                 .unwrap_or("done")
                 .to_owned(),
             status: status.to_owned(),
-            message: message.into(),
+            message,
+            code,
         };
-        if let Err(e) = self.bus.publish_event(&topics::app_progress(app), &event).await {
+        self.publish_progress(&topics::app_progress(app), event).await;
+    }
+
+    /// Publishes a job's progress and keeps it as the job's last, for `job.get`.
+    async fn publish_progress(&self, topic: &str, event: Progress) {
+        {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            jobs.retain(|j| j.job != event.job);
+            if jobs.len() >= JOBS_KEPT {
+                jobs.pop_front();
+            }
+            jobs.push_back(event.clone());
+        }
+        if let Err(e) = self.bus.publish_event(topic, &event).await {
             warn!(error = %e, "progress event not sent");
         }
+    }
+
+    /// `job.get`: a recent job's last progress. A job from before a restart is
+    /// `not_found`: the restart rolled back what it had not finished.
+    pub fn job(&self, job: &str) -> Result<Value, BusError> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let found = jobs.iter().find(|j| j.job == job).ok_or_else(|| {
+            BusError::not_found(format!(
+                "no job '{}' (ended before a restart?)",
+                validate::truncate(job, 64)
+            ))
+        })?;
+        serde_json::to_value(found).map_err(|e| BusError::internal(e.to_string()))
     }
 
     /// Validates an install and starts it; replies at once with the job id.
@@ -314,7 +434,8 @@ impl Orchestrator {
             Err(e) if e.code == ErrorCode::NotFound => {}
             Err(e) => return Err(e),
         }
-        self.docker().await?;
+        let docker = self.docker().await?;
+        self.require_images(&docker, &translation).await?;
         if !self
             .installing
             .lock()
@@ -345,7 +466,8 @@ impl Orchestrator {
                     warn!(app, step, error = %e.message, "install failed; rolled back");
                     let what = INSTALL_STEPS.get(step.wrapping_sub(1)).copied().unwrap_or("install");
                     let message = format!("{what} failed: {}", e.message);
-                    this.progress(&job_id, &app, step, "failed", message).await;
+                    this.progress_event(&job_id, &app, step, "failed", message, Some(e.code))
+                        .await;
                 }
             }
             this.reconcile().await;
@@ -365,11 +487,17 @@ impl Orchestrator {
         keep_data: bool,
     ) -> Result<(), (usize, BusError)> {
         let app_dir = self.app_dir(name);
+        let marker_path = app_dir.join(INSTALLING_MARKER);
+        let mut marker = Marker {
+            job: job.to_owned(),
+            ..Marker::default()
+        };
         let step = |n: usize| move |e: BusError| (n, e);
         let result = async {
             // 2. register (the marker first: a crash after this point is undone at restart)
-            std::fs::create_dir_all(&app_dir).map_err(|e| (2, io_error("app directory", e)))?;
-            std::fs::write(app_dir.join(INSTALLING_MARKER), job).map_err(|e| (2, io_error("install marker", e)))?;
+            let roots = self.shared_roots();
+            create_recorded(&app_dir, &roots, &mut marker.created).map_err(|e| (2, io_error("app directory", e)))?;
+            marker.write(&marker_path).map_err(step(2))?;
             let compose_path = app_dir.join("appconfig").join("docker-compose.yml");
             let mut record = serde_json::to_value(&first.app).map_err(|e| (2, BusError::internal(e.to_string())))?;
             record["compose_path"] = json!(compose_path.display().to_string());
@@ -382,6 +510,7 @@ impl Orchestrator {
 
             // 3. allocate ports: the allocator's choices replace the file's
             let mut seen = HashSet::new();
+            let mut placed = Vec::new();
             for p in first
                 .ports
                 .iter()
@@ -399,6 +528,7 @@ impl Orchestrator {
                         .request(REGISTRY, "port.reserve", &args)
                         .await
                         .map_err(step(3))?;
+                    placed.push(format!("{} {}/{} (host network)", p.service, p.target, p.protocol));
                     continue;
                 }
                 let preferred: Vec<u16> = p.file_published.into_iter().collect();
@@ -411,24 +541,26 @@ impl Orchestrator {
                 let port = reply["ports"][0].as_u64().and_then(|v| u16::try_from(v).ok());
                 let port = port.ok_or_else(|| (3, BusError::internal("the allocator returned no port")))?;
                 ctx.allocations.insert(key, port);
+                placed.push(port_placement(p, port, &reply));
             }
-            self.progress(
-                job,
-                name,
-                3,
-                "running",
-                format!("{} port(s) allocated", ctx.allocations.len()),
-            )
-            .await;
+            let summary = if placed.is_empty() {
+                "no ports".to_owned()
+            } else {
+                placed.join("; ")
+            };
+            self.progress(job, name, 3, "running", summary).await;
 
-            // 4. directories, every bind-mount source included
+            // 4. directories, every bind-mount source included: each one new is
+            // recorded, so a rollback removes it and nothing that was there before
             let t = compose::translate(text, &ctx).map_err(|e| (4, BusError::bad_request(e.to_string())))?;
             for dir in [app_dir.join("appconfig"), ctx.app_data.clone()]
                 .iter()
                 .chain(&t.bind_dirs)
             {
-                std::fs::create_dir_all(dir).map_err(|e| (4, io_error(&dir.display().to_string(), e)))?;
+                create_recorded(dir, &roots, &mut marker.created)
+                    .map_err(|e| (4, io_error(&dir.display().to_string(), e)))?;
             }
+            marker.write(&marker_path).map_err(step(4))?;
             self.progress(
                 job,
                 name,
@@ -463,8 +595,14 @@ impl Orchestrator {
                 }
             }
 
-            // 7. deploy, 8. converge
+            // 7. deploy (the volumes already there are recorded first: a rollback
+            // removes only those the deploy creates), 8. converge
             let docker = self.docker().await.map_err(step(7))?;
+            let before = stack::existing_volumes(&docker, &spec)
+                .await
+                .map_err(|e| (7, docker_error(e)))?;
+            marker.volumes_before = Some(before);
+            marker.write(&marker_path).map_err(step(7))?;
             stack::deploy(&docker, &spec).await.map_err(|e| (7, docker_error(e)))?;
             self.progress(
                 job,
@@ -477,35 +615,96 @@ impl Orchestrator {
             stack::wait_converged(&docker, &spec, self.config.orchestrator.converge_timeout)
                 .await
                 .map_err(|e| (8, BusError::new(ErrorCode::Timeout, e)))?;
-            std::fs::remove_file(app_dir.join(INSTALLING_MARKER)).map_err(|e| (8, io_error("install marker", e)))?;
+            std::fs::remove_file(&marker_path).map_err(|e| (8, io_error("install marker", e)))?;
             Ok(())
         }
         .await;
         match &result {
             Ok(()) => {}
             // Not registered: the name may be someone else's by now (created
-            // between the check and step 2), so only the marker is ours to undo.
+            // between the check and step 2), so only what this install created on
+            // disk is undone.
             Err((2, _)) => {
-                let _ = std::fs::remove_file(app_dir.join(INSTALLING_MARKER));
+                let _ = std::fs::remove_file(&marker_path);
+                for dir in marker.created.iter().rev() {
+                    // Only if empty: never another's files.
+                    let _ = std::fs::remove_dir(dir);
+                }
             }
-            Err(_) => self.undo_install(name, keep_data).await,
+            Err(_) => self.undo_install(name, keep_data, Some(marker)).await,
         }
         result
     }
 
-    /// Removes everything an install may have created.
-    async fn undo_install(&self, name: &str, keep_data: bool) {
-        if let Ok(docker) = self.docker().await
-            && let Err(e) = stack::remove(&docker, name, &self.instance, !keep_data).await
-        {
-            warn!(app = name, error = %e, "rollback: stack not removed");
+    /// Removes everything an install created (its marker's ledger; without one,
+    /// the app's own directory), and the app's services, networks and the volumes
+    /// its deploy created.
+    async fn undo_install(&self, name: &str, keep_data: bool, marker: Option<Marker>) {
+        let marker = marker.unwrap_or_else(|| Marker {
+            created: vec![self.app_dir(name)],
+            ..Marker::default()
+        });
+        if let Ok(docker) = self.docker().await {
+            // Volumes there before the deploy (kept from an earlier removal) stay.
+            let keep: Option<Vec<String>> = if keep_data {
+                None
+            } else {
+                Some(marker.volumes_before.clone().unwrap_or_default())
+            };
+            match stack::remove(&docker, name, &self.instance, keep.as_deref()).await {
+                Ok(removal) if !removal.volumes_left.is_empty() => {
+                    warn!(app = name, volumes = ?removal.volumes_left, "rollback: volumes still in use were left");
+                }
+                Ok(_) => {}
+                Err(e) => warn!(app = name, error = %e, "rollback: stack not removed"),
+            }
         }
         match self.bus.request(REGISTRY, "app.delete", &json!({ "name": name })).await {
             Ok(_) => {}
             Err(e) if e.code == ErrorCode::NotFound => {}
             Err(e) => warn!(app = name, error = %e, "rollback: app row not removed"),
         }
-        self.remove_files(name, keep_data);
+        let app_dir = self.app_dir(name);
+        let _ = std::fs::remove_file(app_dir.join(INSTALLING_MARKER));
+        for dir in marker.created.iter().rev() {
+            if !self.may_remove(dir) {
+                warn!(app = name, dir = %dir.display(), "rollback: not under the data root; left alone");
+                continue;
+            }
+            // With keep_data only the app's configuration goes.
+            if keep_data && !dir.starts_with(app_dir.join("appconfig")) && *dir != app_dir {
+                continue;
+            }
+            let removed = if keep_data && *dir == app_dir {
+                std::fs::remove_dir_all(app_dir.join("appconfig"))
+            } else {
+                std::fs::remove_dir_all(dir)
+            };
+            if let Err(e) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(app = name, dir = %dir.display(), error = %e, "rollback: directory not removed");
+            }
+        }
+    }
+
+    /// Directories no install owns, however they came to be.
+    fn shared_roots(&self) -> Vec<PathBuf> {
+        vec![
+            self.config.data_dir.clone(),
+            self.config.data_dir.join("apps"),
+            self.config.shared_dir(),
+        ]
+    }
+
+    /// Whether a directory an install recorded may be removed: it lies under the
+    /// data root or the shared folder and is none of the shared roots (a marker is
+    /// a file anyone with the data dir could edit; nothing else is ever removed).
+    fn may_remove(&self, dir: &Path) -> bool {
+        let roots = self.shared_roots();
+        let clean = dir.components().all(|c| !matches!(c, std::path::Component::ParentDir));
+        let under = |root: &Path| dir.starts_with(root);
+        clean && !roots.iter().any(|r| r == dir) && (under(&self.config.data_dir) || under(&self.config.shared_dir()))
     }
 
     fn remove_files(&self, name: &str, keep_data: bool) {
@@ -529,14 +728,162 @@ impl Orchestrator {
             return;
         };
         for entry in entries.flatten() {
-            if entry.path().join(INSTALLING_MARKER).exists() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if validate::name("name", &name).is_ok() {
-                    warn!(app = %name, "rolling back an install interrupted by a restart");
-                    self.undo_install(&name, false).await;
+            let Some(marker) = Marker::read(&entry.path().join(INSTALLING_MARKER)) else {
+                continue;
+            };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if validate::name("name", &name).is_ok() {
+                warn!(app = %name, job = %marker.job, "rolling back an install interrupted by a restart");
+                self.undo_install(&name, false, Some(marker)).await;
+            }
+        }
+    }
+
+    /// Refuses an install whose images are not on the box (unless Swarm may pull).
+    async fn require_images(&self, docker: &Docker, t: &Translation) -> Result<(), BusError> {
+        if self.config.orchestrator.pull_missing_images {
+            return Ok(());
+        }
+        let wanted = images_of(&t.services);
+        let states = images::check(docker, &self.config.orchestrator.local_registry, &wanted).await;
+        let missing: Vec<&str> = states.iter().filter(|s| !s.present).map(|s| s.image.as_str()).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(BusError::not_found(images::missing_message(&missing)).with_details(json!({ "missing_images": missing })))
+    }
+
+    /// `image.list`: the images asked for, or every image an installed app uses,
+    /// and whether this box has each.
+    pub async fn image_list(&self, args: ImageListArgs) -> Result<Value, BusError> {
+        let docker = self.docker().await?;
+        // Each image once, in the order asked (or found), with the apps using it.
+        let mut users: Vec<(String, Vec<String>)> = Vec::new();
+        let mut add = |image: String, app: Option<&str>| {
+            let at = match users.iter().position(|(i, _)| *i == image) {
+                Some(at) => at,
+                None => {
+                    users.push((image, Vec::new()));
+                    users.len() - 1
+                }
+            };
+            if let Some(app) = app {
+                users[at].1.push(app.to_owned());
+            }
+        };
+        match args.images {
+            Some(images) => {
+                for image in images {
+                    if image.is_empty() || image.len() > 512 || image.contains(char::is_whitespace) {
+                        return Err(BusError::bad_request(format!(
+                            "images: '{}' is not an image reference",
+                            validate::truncate(&image, 64)
+                        )));
+                    }
+                    add(image, None);
+                }
+            }
+            None => {
+                let apps = self.bus.request(REGISTRY, "app.list", &json!({})).await?;
+                for app in apps.as_array().into_iter().flatten() {
+                    let Some(name) = app["name"].as_str() else { continue };
+                    let services = match self.load_stack(name) {
+                        Some(spec) => spec.services,
+                        None => continue,
+                    };
+                    for image in images_of(&services) {
+                        add(image, Some(name));
+                    }
                 }
             }
         }
+        let wanted: Vec<String> = users.iter().map(|(i, _)| i.clone()).collect();
+        let states = images::check(&docker, &self.config.orchestrator.local_registry, &wanted).await;
+        let other_nodes = other_nodes(&docker).await;
+        let rows: Vec<Value> = states
+            .into_iter()
+            .zip(&users)
+            .map(|(s, (_, apps))| {
+                let mut row = serde_json::to_value(&s).unwrap_or_default();
+                row["apps"] = json!(apps);
+                row
+            })
+            .collect();
+        Ok(json!({ "images": rows, "other_nodes_unchecked": other_nodes }))
+    }
+
+    /// `image.load`: starts loading an image archive from this box into Docker;
+    /// replies at once with the job, then publishes its progress (bytes sent).
+    pub async fn image_load(self: &Arc<Self>, args: ImageLoadArgs) -> Result<Value, BusError> {
+        let path = PathBuf::from(&args.path);
+        if !path.is_absolute() {
+            return Err(BusError::bad_request("path: must be absolute (a file on the box)"));
+        }
+        let meta = std::fs::metadata(&path).map_err(|e| BusError::bad_request(format!("path: {e}")))?;
+        if !meta.is_file() {
+            return Err(BusError::bad_request("path: not a regular file"));
+        }
+        let docker = self.docker().await?;
+        let job = format!(
+            "image-load-{}",
+            self.next_job.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let this = Arc::clone(self);
+        let job_id = job.clone();
+        let size = meta.len();
+        tokio::spawn(async move {
+            let event = move |step: u64, of: u64, status: &str, message: String| Progress {
+                job: job_id.clone(),
+                step: step as usize,
+                of: of.max(1) as usize,
+                name: "load".into(),
+                status: status.into(),
+                code: (status == "failed").then_some(ErrorCode::BadRequest),
+                message,
+            };
+            const MIB: u64 = 1024 * 1024;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
+            let publisher = {
+                let this = Arc::clone(&this);
+                let event = event.clone();
+                tokio::spawn(async move {
+                    // One event per MiB at most: a bar, not a flood.
+                    let mut last = u64::MAX;
+                    while let Some((sent, total)) = rx.recv().await {
+                        if sent / MIB != last / MIB || sent == total {
+                            last = sent;
+                            let message = format!(
+                                "{:.1} of {:.1} MiB",
+                                sent as f64 / MIB as f64,
+                                total as f64 / MIB as f64
+                            );
+                            this.publish_progress(&topics::image_progress(), event(sent, total, "running", message))
+                                .await;
+                        }
+                    }
+                })
+            };
+            let mut report = move |sent: u64, total: u64| {
+                let _ = tx.send((sent, total));
+            };
+            let result = images::load(&docker, &path, &mut report).await;
+            // The sender goes with `report`: the publisher drains and ends.
+            drop(report);
+            let _ = publisher.await;
+            let total = size.max(1);
+            let last = match result {
+                Ok(loaded) => {
+                    info!(path = %path.display(), images = ?loaded, "images loaded");
+                    event(total, total, "done", format!("loaded {}", loaded.join(", ")))
+                }
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "image load failed");
+                    event(0, total, "failed", e)
+                }
+            };
+            this.publish_progress(&topics::image_progress(), last).await;
+        });
+        Ok(json!({ "job": job, "path": args.path, "bytes": size }))
     }
 
     async fn require_app(&self, name: &str) -> Result<Value, BusError> {
@@ -571,13 +918,19 @@ impl Orchestrator {
         Ok(json!({ "app": name, "started": true }))
     }
 
-    pub async fn stop(&self, name: &str) -> Result<Value, BusError> {
+    fn is_stopped(&self, name: &str) -> bool {
+        self.stopped.lock().unwrap_or_else(|p| p.into_inner()).contains(name)
+    }
+
+    pub async fn stop(self: &Arc<Self>, name: &str) -> Result<Value, BusError> {
         self.require_app(name).await?;
         self.stop_known(name).await
     }
 
-    /// [`Self::stop`] of an app already looked up.
-    async fn stop_known(&self, name: &str) -> Result<Value, BusError> {
+    /// [`Self::stop`] of an app already looked up. Its tasks go on serving until
+    /// they exit (Swarm's stop grace period), so its status says `stopping` and is
+    /// followed until they are gone.
+    async fn stop_known(self: &Arc<Self>, name: &str) -> Result<Value, BusError> {
         self.stopped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -587,6 +940,23 @@ impl Orchestrator {
             stack::stop(&docker, &service).await.map_err(docker_error)?;
         }
         self.refresh_status(name).await;
+        let (this, app) = (Arc::clone(self), name.to_owned());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + STOP_FOLLOW;
+            while tokio::time::Instant::now() < deadline {
+                let stopping = this
+                    .statuses
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&app)
+                    .is_some_and(|s| s.health == "stopping");
+                if !stopping {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                this.refresh_status(&app).await;
+            }
+        });
         Ok(json!({ "app": name, "stopped": true }))
     }
 
@@ -603,7 +973,7 @@ impl Orchestrator {
         Ok(json!({ "app": name, "restarted": true }))
     }
 
-    pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<Value, BusError> {
+    pub async fn set_enabled(self: &Arc<Self>, name: &str, enabled: bool) -> Result<Value, BusError> {
         self.require_app(name).await?;
         self.bus
             .request(REGISTRY, "app.update", &json!({ "name": name, "enabled": enabled }))
@@ -632,19 +1002,24 @@ impl Orchestrator {
             )));
         }
         let result = async {
-            stack::remove(&docker, &args.name, &self.instance, !args.keep_data)
+            let keep: Option<&[String]> = if args.keep_data { None } else { Some(&[]) };
+            let removal = stack::remove(&docker, &args.name, &self.instance, keep)
                 .await
                 .map_err(docker_error)?;
             self.bus
                 .request(REGISTRY, "app.delete", &json!({ "name": args.name }))
-                .await
+                .await?;
+            Ok::<_, BusError>(removal)
         }
         .await;
         self.installing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&args.name);
-        result?;
+        let removal = result?;
+        if !removal.volumes_left.is_empty() {
+            warn!(app = %args.name, volumes = ?removal.volumes_left, "volumes still in use were not removed");
+        }
         self.remove_files(&args.name, args.keep_data);
         self.stopped
             .lock()
@@ -657,7 +1032,12 @@ impl Orchestrator {
         if let Err(e) = self.bus.clear_state(&topics::app_status(&args.name)).await {
             warn!(error = %e, "status clear not sent");
         }
-        Ok(json!({ "app": args.name, "removed": true, "data_kept": args.keep_data }))
+        Ok(json!({
+            "app": args.name,
+            "removed": true,
+            "data_kept": args.keep_data,
+            "volumes_left": removal.volumes_left,
+        }))
     }
 
     pub async fn logs(&self, args: LogsArgs) -> Result<Value, BusError> {
@@ -707,9 +1087,28 @@ impl Orchestrator {
                     .cloned();
                 Ok(json!({ "app": name, "status": status }))
             }
-            None => Ok(
-                serde_json::to_value(&*self.statuses.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or(Value::Null),
-            ),
+            None => {
+                // Until the first reconcile pass has seen every app, the ones not
+                // seen yet are looked at now: no app goes without a status.
+                let apps = self.bus.request(REGISTRY, "app.list", &json!({})).await?;
+                let unseen: Vec<String> = {
+                    let known = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+                    apps.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a["name"].as_str())
+                        .filter(|n| !known.contains_key(*n))
+                        .map(str::to_owned)
+                        .collect()
+                };
+                for name in unseen {
+                    self.refresh_status(&name).await;
+                }
+                Ok(
+                    serde_json::to_value(&*self.statuses.lock().unwrap_or_else(|p| p.into_inner()))
+                        .unwrap_or(Value::Null),
+                )
+            }
         }
     }
 
@@ -717,7 +1116,7 @@ impl Orchestrator {
     async fn refresh_status(&self, name: &str) {
         let status = match self.docker().await {
             Ok(docker) => match stack::managed_services(&docker, &self.instance).await {
-                Ok(services) => compute_status(&docker, name, &services).await,
+                Ok(services) => compute_status(&docker, name, &services, self.is_stopped(name)).await,
                 Err(e) => unknown(format!("Docker: {e}")),
             },
             Err(e) => unknown(e.message),
@@ -816,11 +1215,12 @@ impl Orchestrator {
             .await
             .unwrap_or(services);
         for (name, _) in &names {
-            let status = compute_status(&docker, name, &services).await;
+            let status = compute_status(&docker, name, &services, stopped.contains(name)).await;
             self.publish_status(name, status).await;
         }
         let mut keep: HashSet<String> = names.iter().map(|(n, _)| n.clone()).collect();
         keep.extend(busy);
+        tracing::debug!(apps = names.len(), "reconcile pass done; removing orphan networks");
         if let Err(e) = stack::remove_orphan_networks(&docker, &self.instance, &keep).await {
             warn!(error = %e, "orphan networks not listed");
         }
@@ -851,36 +1251,46 @@ fn unknown(error: String) -> AppStatus {
     }
 }
 
-async fn compute_status(docker: &Docker, name: &str, services: &[bollard::models::Service]) -> AppStatus {
+/// An app's status from its services and their tasks. `stopped`: a person
+/// stopped it (a stopped global service has no Swarm service at all).
+async fn compute_status(
+    docker: &Docker,
+    name: &str,
+    services: &[bollard::models::Service],
+    stopped: bool,
+) -> AppStatus {
     let mine: Vec<&bollard::models::Service> = services.iter().filter(|s| stack::stack_of(s) == Some(name)).collect();
     if mine.is_empty() {
         return AppStatus {
             running: false,
-            health: "stopped".into(),
+            health: if stopped { "stopped" } else { "not_deployed" }.into(),
             replicas: "0/0".into(),
             last_started: String::new(),
-            error: "not deployed".into(),
+            error: String::new(),
         };
     }
-    let (mut running, mut desired, mut error, mut last) = (0i64, 0i64, String::new(), String::new());
+    let (mut running, mut stopping, mut desired, mut error, mut last) =
+        (0i64, 0i64, 0i64, String::new(), String::new());
     for s in &mine {
         let want = s.spec.as_ref().map_or(1, StackSpec::replicas);
         desired += want;
         // The service list already counts running tasks; the tasks themselves are
-        // asked for only when some are missing, for Docker's error.
+        // asked for only when some are missing (for Docker's error) or none are
+        // wanted (for tasks still shutting down).
         let counted = s
             .service_status
             .as_ref()
             .and_then(|st| st.running_tasks)
             .map(|r| r as i64);
         let r = match counted {
-            Some(r) if r >= want => r,
+            Some(r) if r >= want && want > 0 => r,
             _ => match stack::task_summary(docker, stack::service_name(s)).await {
-                Ok((r, e)) => {
-                    if r < want {
-                        error = e.unwrap_or_default();
+                Ok(tasks) => {
+                    if tasks.running < want {
+                        error = tasks.error.unwrap_or_default();
                     }
-                    r
+                    stopping += tasks.stopping;
+                    tasks.running
                 }
                 Err(_) => counted.unwrap_or(0),
             },
@@ -892,17 +1302,59 @@ async fn compute_status(docker: &Docker, name: &str, services: &[bollard::models
         }
     }
     let health = match (running, desired) {
+        (_, 0) if stopping > 0 => "stopping",
         (_, 0) => "stopped",
         (r, d) if r >= d => "running",
         _ if !error.is_empty() => "failing",
         _ => "starting",
     };
     AppStatus {
-        running: running > 0 && running >= desired,
+        // A task shutting down still serves: the app runs until it is gone.
+        running: (running > 0 && running >= desired) || stopping > 0,
         health: health.into(),
-        replicas: format!("{running}/{desired}"),
+        replicas: format!("{}/{desired}", running + stopping),
         last_started: last,
         error,
+    }
+}
+
+/// The images of a stack's services, each once.
+fn images_of(services: &[bollard::models::ServiceSpec]) -> Vec<String> {
+    let mut images = Vec::new();
+    for image in services
+        .iter()
+        .filter_map(|s| s.task_template.as_ref()?.container_spec.as_ref()?.image.clone())
+    {
+        if !images.contains(&image) {
+            images.push(image);
+        }
+    }
+    images
+}
+
+/// Swarm nodes other than this one: their images cannot be checked from here.
+async fn other_nodes(docker: &Docker) -> usize {
+    docker
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .map_or(0, |nodes| nodes.len().saturating_sub(1))
+}
+
+/// How a published port was placed, for the install's progress: the port the app
+/// got and, when it is not the one the file asked for, why.
+fn port_placement(p: &crate::compose::PublishedPort, got: u16, reply: &Value) -> String {
+    let placed = format!("{} {}/{} -> {got}", p.service, p.target, p.protocol);
+    match p.file_published {
+        Some(asked) if asked != got => {
+            let why = reply["notes"]
+                .as_array()
+                .and_then(|n| n.first())
+                .and_then(Value::as_str)
+                .unwrap_or("not free");
+            format!("{placed} (the file asked for {asked}: {why})")
+        }
+        Some(_) => placed,
+        None => format!("{placed} (the file names no host port)"),
     }
 }
 
@@ -943,5 +1395,34 @@ pub async fn reconcile_loop(orch: Arc<Orchestrator>, mut shutdown: cubeos_shared
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_install_records_only_what_it_created_below_the_shared_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let roots = vec![data.clone(), data.join("apps"), data.join("shared")];
+        std::fs::create_dir_all(data.join("shared/Media")).unwrap();
+        let mut created = Vec::new();
+        // The first install on a fresh box creates `apps/` too: not its own.
+        create_recorded(&data.join("apps/x"), &roots, &mut created).unwrap();
+        create_recorded(&data.join("apps/x/appdata/db"), &roots, &mut created).unwrap();
+        create_recorded(&data.join("shared/Media/Music"), &roots, &mut created).unwrap();
+        create_recorded(&data.join("shared/Media"), &roots, &mut created).unwrap();
+        create_recorded(&data.join("shared/Downloads/x"), &roots, &mut created).unwrap();
+        assert_eq!(
+            created,
+            [
+                data.join("apps/x"),
+                data.join("shared/Media/Music"),
+                data.join("shared/Downloads")
+            ]
+        );
+        assert!(data.join("apps/x/appdata/db").is_dir());
     }
 }

@@ -177,15 +177,47 @@ pub fn service_name(service: &Service) -> &str {
         .unwrap_or_default()
 }
 
-/// Removes a stack's services, networks and configs (and volumes when asked).
-pub async fn remove(docker: &Docker, stack: &str, instance: &str, volumes: bool) -> Result<(), bollard::errors::Error> {
+/// What a removal could not remove.
+#[derive(Debug, Default)]
+pub struct Removal {
+    /// Volumes still in use when the removal gave up on them.
+    pub volumes_left: Vec<String>,
+}
+
+/// How long a removal waits for the stack's (killed) containers to be gone: they
+/// hold its volumes.
+const TASKS_GONE: Duration = Duration::from_secs(20);
+
+/// Removes a stack's services, networks and configs, and its volumes except
+/// those in `keep_volumes` (`None` keeps them all).
+///
+/// Volumes stay busy until the services' containers are gone. When volumes go, the
+/// data goes with them, so the containers get no grace period to flush it: they
+/// are killed, waited for (bounded), and what is still busy is retried; a volume
+/// that still cannot go is reported, not ignored. When data is kept, containers
+/// stop in their own time.
+pub async fn remove(
+    docker: &Docker,
+    stack: &str,
+    instance: &str,
+    keep_volumes: Option<&[String]>,
+) -> Result<Removal, bollard::errors::Error> {
+    let mut removed = Vec::new();
     for service in managed_services(docker, instance).await? {
         if stack_of(&service) == Some(stack) {
-            docker.delete_service(service_name(&service)).await?;
+            let name = service_name(&service).to_owned();
+            docker.delete_service(&name).await?;
+            removed.push(name);
         }
     }
+    if keep_volumes.is_some() {
+        kill_containers(docker, &removed).await;
+        wait_containers_gone(docker, &removed, TASKS_GONE).await;
+    }
     let filter = Some(owned_filter(instance, Some(stack)));
-    // Networks are busy until the service's tasks are gone.
+    // Networks are busy until the service's tasks are gone. Removed by id: Swarm
+    // allows two networks one name (another installation's, or one left behind),
+    // and then a name is ambiguous.
     for attempt in 0..30 {
         let networks = docker
             .list_networks(Some(ListNetworksOptions {
@@ -199,7 +231,7 @@ pub async fn remove(docker: &Docker, stack: &str, instance: &str, volumes: bool)
         let mut busy = false;
         for n in managed {
             if docker
-                .remove_network(n.name.as_deref().unwrap_or_default())
+                .remove_network(n.id.as_deref().unwrap_or_default())
                 .await
                 .is_err()
             {
@@ -219,17 +251,89 @@ pub async fn remove(docker: &Docker, stack: &str, instance: &str, volumes: bool)
     {
         let _ = docker.delete_config(config.id.as_deref().unwrap_or_default()).await;
     }
-    if volumes {
-        let list = docker
-            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions { filters: filter }))
-            .await?;
-        for v in list.volumes.into_iter().flatten() {
-            let _ = docker
-                .remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>)
-                .await;
+    let mut removal = Removal::default();
+    let Some(keep) = keep_volumes else {
+        return Ok(removal);
+    };
+    let list = docker
+        .list_volumes(Some(bollard::query_parameters::ListVolumesOptions { filters: filter }))
+        .await?;
+    for v in list.volumes.into_iter().flatten().filter(|v| !keep.contains(&v.name)) {
+        if !remove_volume(docker, &v.name).await {
+            removal.volumes_left.push(v.name);
         }
     }
-    Ok(())
+    Ok(removal)
+}
+
+/// Removes a volume, retrying while a container that is going away still holds it.
+async fn remove_volume(docker: &Docker, name: &str) -> bool {
+    for attempt in 0..20 {
+        match docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => return true,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return true,
+            Err(_) if attempt < 19 => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(_) => {}
+        }
+    }
+    false
+}
+
+/// The ids of the containers (running or not) of `services`, on this node.
+async fn containers_of(docker: &Docker, services: &[String], running_only: bool) -> Vec<String> {
+    let mut ids = Vec::new();
+    // One query per service: Docker ANDs the values of one filter key.
+    for service in services {
+        let options = bollard::query_parameters::ListContainersOptions {
+            all: !running_only,
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![format!("com.docker.swarm.service.name={service}")],
+            )])),
+            ..Default::default()
+        };
+        let found = docker.list_containers(Some(options)).await.unwrap_or_default();
+        ids.extend(found.into_iter().filter_map(|c| c.id));
+    }
+    ids
+}
+
+/// Kills what still runs of deleted services, whose data is going anyway.
+async fn kill_containers(docker: &Docker, services: &[String]) {
+    for id in containers_of(docker, services, true).await {
+        // Gone already, or stopping on its own: either way it is going.
+        let _ = docker
+            .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
+            .await;
+    }
+}
+
+/// Waits until no container of `services` is left (Swarm removes a deleted
+/// service's containers once they have stopped).
+async fn wait_containers_gone(docker: &Docker, services: &[String], timeout: Duration) {
+    if services.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline && !containers_of(docker, services, false).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The stack's volumes that exist right now.
+pub async fn existing_volumes(docker: &Docker, stack: &StackSpec) -> Result<Vec<String>, bollard::errors::Error> {
+    let mut there = Vec::new();
+    for volume in &stack.volumes {
+        match docker.inspect_volume(volume).await {
+            Ok(_) => there.push(volume.clone()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(there)
 }
 
 /// Reads a service's spec, changes it with `edit`, and writes it back at the
@@ -284,7 +388,7 @@ pub async fn remove_orphan_networks(
             .unwrap_or_default();
         if !keep.contains(&stack) {
             // Still in use: the next pass tries again.
-            let _ = docker.remove_network(n.name.as_deref().unwrap_or_default()).await;
+            let _ = docker.remove_network(n.id.as_deref().unwrap_or_default()).await;
         }
     }
     Ok(())
@@ -330,30 +434,45 @@ pub async fn force_update(docker: &Docker, name: &str) -> Result<(), bollard::er
     .await
 }
 
-/// A service's tasks right now: running count and the latest error, if any.
-pub async fn task_summary(docker: &Docker, service: &str) -> Result<(i64, Option<String>), bollard::errors::Error> {
+/// A service's tasks right now.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct TaskSummary {
+    /// Running, and meant to.
+    pub running: i64,
+    /// Still running, but told to shut down (stopped or scaled down): they serve
+    /// until they exit.
+    pub stopping: i64,
+    /// The latest error a task reported.
+    pub error: Option<String>,
+}
+
+/// A service's tasks right now: what runs, what is still shutting down, and the
+/// latest error, if any.
+pub async fn task_summary(docker: &Docker, service: &str) -> Result<TaskSummary, bollard::errors::Error> {
     let filters = HashMap::from([("service".to_owned(), vec![service.to_owned()])]);
     let tasks = docker
         .list_tasks(Some(ListTasksOptions { filters: Some(filters) }))
         .await?;
-    let mut running = 0;
-    let mut error = None;
+    let mut summary = TaskSummary::default();
     let mut newest = None;
     for task in &tasks {
         let status = task.status.as_ref();
-        let desired_running = task.desired_state == Some(TaskState::RUNNING);
-        if status.and_then(|s| s.state) == Some(TaskState::RUNNING) && desired_running {
-            running += 1;
+        if status.and_then(|s| s.state) == Some(TaskState::RUNNING) {
+            if task.desired_state == Some(TaskState::RUNNING) {
+                summary.running += 1;
+            } else {
+                summary.stopping += 1;
+            }
         }
         let when = task.updated_at.clone().unwrap_or_default();
         if let Some(err) = status.and_then(|s| s.err.clone()).filter(|e| !e.is_empty())
             && newest.as_ref().is_none_or(|n: &String| when > *n)
         {
             newest = Some(when);
-            error = Some(err);
+            summary.error = Some(err);
         }
     }
-    Ok((running, error))
+    Ok(summary)
 }
 
 /// Waits until every service of `stack` runs its desired replicas; on timeout the
@@ -365,9 +484,9 @@ pub async fn wait_converged(docker: &Docker, stack: &StackSpec, timeout: Duratio
         for spec in &stack.services {
             let name = spec.name.clone().unwrap_or_default();
             let want = StackSpec::replicas(spec);
-            let (running, error) = task_summary(docker, &name).await.map_err(|e| format!("Docker: {e}"))?;
-            if running < want {
-                pending = Some((name, running, want, error));
+            let tasks = task_summary(docker, &name).await.map_err(|e| format!("Docker: {e}"))?;
+            if tasks.running < want {
+                pending = Some((name, tasks.running, want, tasks.error));
                 break;
             }
         }

@@ -72,7 +72,10 @@ const IGNORED: &[(&str, &str)] = &[
     ("mac_address", "Swarm assigns addresses"),
     ("domainname", "not supported by Swarm services"),
     ("ipc", "Swarm services cannot share IPC namespaces"),
-    ("pull_policy", "CubeOS pulls images before deploying"),
+    (
+        "pull_policy",
+        "CubeOS checks that every image is on the box before deploying",
+    ),
     ("platform", "the node's platform is used"),
     ("oom_kill_disable", "not supported by Swarm services"),
     ("memswap_limit", "not supported by Swarm services"),
