@@ -28,6 +28,10 @@ struct Args {
     /// Data directory (overrides `data_dir`; default ./cubeos-data).
     #[arg(long, global = true)]
     data: Option<PathBuf>,
+    /// How long a client command waits for CubeOS: services still starting, or a
+    /// restart in the middle of a long command (e.g. `30s`, `2m`).
+    #[arg(long, global = true, default_value = "60s", value_parser = humantime::parse_duration)]
+    wait: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +66,9 @@ enum Command {
     /// Device and node credentials.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
+    /// Images: which the apps use and whether the box has them; load one from a file.
+    #[command(subcommand)]
+    Image(cli::image::ImageCommand),
     /// DNS records: desired against what the DNS backend has.
     #[command(subcommand)]
     Dns(NamesCommand),
@@ -94,38 +101,58 @@ fn main() -> ExitCode {
     let config = match load_config(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: bad_request: {e}");
             return ExitCode::from(2);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: internal: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let cli = cli::Cli {
+        config,
+        wait: args.wait,
+    };
     let result = runtime.block_on(async move {
         match args.command {
-            Command::Up => up::up(config).await,
-            Command::Run { service } => up::run_one(config, &service).await,
-            Command::App(cmd) => cli::app::run(&config, cmd).await,
-            Command::State(cmd) => cli::state::run(&config, cmd).await,
-            Command::Port(cmd) => cli::port::run(&config, cmd).await,
-            Command::Setup(who) => cli::auth::setup(&config, who).await,
-            Command::Login(who) => cli::auth::login(&config, who).await,
-            Command::Logout => cli::auth::logout(&config).await,
-            Command::User(cmd) => cli::user::run(&config, cmd).await,
-            Command::Token(cmd) => cli::token::run(&config, cmd).await,
-            Command::Dns(NamesCommand::Ls { json }) => cli::names::list(&config, true, json).await,
-            Command::Proxy(NamesCommand::Ls { json }) => cli::names::list(&config, false, json).await,
+            Command::Up => up::up(cli.config).await,
+            Command::Run { service } => up::run_one(cli.config, &service).await,
+            Command::App(cmd) => cli::app::run(&cli, cmd).await,
+            Command::State(cmd) => cli::state::run(&cli, cmd).await,
+            Command::Port(cmd) => cli::port::run(&cli, cmd).await,
+            Command::Setup(who) => cli::auth::setup(&cli, who).await,
+            Command::Login(who) => cli::auth::login(&cli, who).await,
+            Command::Logout => cli::auth::logout(&cli).await,
+            Command::User(cmd) => cli::user::run(&cli, cmd).await,
+            Command::Token(cmd) => cli::token::run(&cli, cmd).await,
+            Command::Image(cmd) => cli::image::run(&cli, cmd).await,
+            Command::Dns(NamesCommand::Ls { json }) => cli::names::list(&cli, true, json).await,
+            Command::Proxy(NamesCommand::Ls { json }) => cli::names::list(&cli, false, json).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", wire_form(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error as `<code>: <message>`, the form every failure prints: the wire code
+/// when it came from (or stands for) a reply, `bad_request` for input this side
+/// refused, `internal` for the rest.
+fn wire_form(e: &anyhow::Error) -> String {
+    if let Some(bus) = e.downcast_ref::<cubeos_shared::BusError>() {
+        return bus.to_string();
+    }
+    if e.downcast_ref::<cubeos_shared::validate::FieldError>().is_some()
+        || e.downcast_ref::<cubeos_shared::config::ConfigError>().is_some()
+    {
+        return format!("bad_request: {e:#}");
+    }
+    format!("internal: {e:#}")
 }

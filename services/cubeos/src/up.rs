@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cubeos_broker::Credentials;
+use cubeos_shared::liveness::Liveness;
 use cubeos_shared::secrets::SecretBox;
 use cubeos_shared::service::Shutdown;
 use cubeos_shared::{Bus, BusOptions, Config, ServiceContext, telemetry, topics};
@@ -22,7 +23,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Runs the broker and every service until Ctrl-C or SIGTERM.
 pub async fn up(config: Config) -> anyhow::Result<()> {
     telemetry::init(&config.log);
-    std::fs::create_dir_all(&config.data_dir)
+    // Private: it holds the database (hashes, token digests) and the keys.
+    cubeos_shared::private_file::private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let credentials = Credentials::load_or_create(&config.credentials_path())?;
     let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
@@ -61,14 +63,20 @@ async fn run_services(config: Config, credentials: &Credentials, names: &[&str])
     .await
     .context("cannot reach the broker")?;
     let mut liveness = watcher
-        .subscribe(&topics::service_status("+"), rumqttc::QoS::AtMostOnce)
+        .subscribe(&topics::all_service_statuses(), rumqttc::QoS::AtMostOnce)
         .await?;
+    // Every service connects first, which announces it `starting`: a client that
+    // arrives while the system boots waits for it instead of finding nothing.
+    let mut buses = Vec::new();
     for name in names {
         let entry = services::find(name).context("service list out of step")?;
         let options = BusOptions::new(&config, *name, &credentials.username, &credentials.password).for_service(name);
         let bus = Bus::connect(options)
             .await
             .with_context(|| format!("{name}: cannot reach the broker"))?;
+        buses.push((*name, entry, bus));
+    }
+    for (name, entry, bus) in buses {
         let ctx = ServiceContext {
             config: Arc::clone(&config),
             bus,
@@ -83,7 +91,9 @@ async fn run_services(config: Config, credentials: &Credentials, names: &[&str])
             loop {
                 tokio::select! {
                     msg = liveness.recv() => match msg {
-                        Some(msg) if msg.topic == online && msg.payload == b"online" => return None,
+                        Some(msg) if msg.topic == online && Liveness::parse(&msg.payload) == Some(Liveness::Online) => {
+                            return None;
+                        }
                         Some(_) => {}
                         None => return None,
                     },

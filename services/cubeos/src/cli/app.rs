@@ -1,11 +1,12 @@
 //! `cubeos app ...`
 
 use clap::Subcommand;
-use cubeos_shared::Config;
+use cubeos_shared::liveness::Liveness;
 use cubeos_shared::models::AppRecord;
 use cubeos_shared::topics::service::{ORCHESTRATOR, REGISTRY};
 use serde_json::{Value, json};
 
+use super::{Cli, Client};
 use crate::output;
 
 #[derive(Subcommand)]
@@ -81,7 +82,7 @@ pub enum AppCommand {
     },
 }
 
-pub async fn run(config: &Config, cmd: AppCommand) -> anyhow::Result<()> {
+pub async fn run(cli: &Cli, cmd: AppCommand) -> anyhow::Result<()> {
     if let AppCommand::Preview {
         file,
         name,
@@ -89,55 +90,34 @@ pub async fn run(config: &Config, cmd: AppCommand) -> anyhow::Result<()> {
         force,
     } = cmd
     {
-        return super::preview::run(config, &file, name, json, force);
+        return super::preview::run(cli, &file, name, json, force).await;
     }
-    let bus = super::connect(config).await?;
+    let client = Client::connect(cli).await?;
     let simple = |action: &'static str, name: String| (action, json!({ "name": name }));
     let result = match cmd {
-        AppCommand::Ls { json } => {
-            let reply = bus.request(REGISTRY, "app.list", &json!({})).await?;
-            // Runtime status comes from the orchestrator; without it the column says so.
-            let statuses = bus
-                .request(ORCHESTRATOR, "status", &json!({}))
-                .await
-                .unwrap_or(Value::Null);
-            if json {
-                output::json(&json!({ "apps": reply, "status": statuses }))
-            } else {
-                let apps: Vec<AppRecord> = serde_json::from_value(reply)?;
-                print_list(&apps, &statuses);
-                Ok(())
-            }
-        }
-        AppCommand::Install { file, name, force, env } => super::install::run(&bus, &file, name, force, &env).await,
-        AppCommand::Start { name } => action(&bus, simple("start", name)).await,
-        AppCommand::Stop { name } => action(&bus, simple("stop", name)).await,
-        AppCommand::Restart { name } => action(&bus, simple("restart", name)).await,
-        AppCommand::Enable { name } => action(&bus, simple("enable", name)).await,
-        AppCommand::Disable { name } => action(&bus, simple("disable", name)).await,
-        AppCommand::Rm { name, keep_data } => {
-            action(&bus, ("remove", json!({ "name": name, "keep_data": keep_data }))).await
-        }
+        AppCommand::Ls { json } => list(&client, json).await,
+        AppCommand::Install { file, name, force, env } => super::install::run(&client, &file, name, force, &env).await,
+        AppCommand::Start { name } => action(&client, simple("start", name)).await,
+        AppCommand::Stop { name } => action(&client, simple("stop", name)).await,
+        AppCommand::Restart { name } => action(&client, simple("restart", name)).await,
+        AppCommand::Enable { name } => action(&client, simple("enable", name)).await,
+        AppCommand::Disable { name } => action(&client, simple("disable", name)).await,
+        AppCommand::Rm { name, keep_data } => remove(&client, &name, keep_data).await,
         AppCommand::Logs { name, tail, since } => {
-            let reply = bus
-                .request(
-                    ORCHESTRATOR,
-                    "logs",
-                    &json!({ "name": name, "tail": tail, "since": since }),
-                )
-                .await?;
+            let args = json!({ "name": name, "tail": tail, "since": since });
+            let reply = client.request(ORCHESTRATOR, "logs", &args).await?;
             for line in reply["lines"].as_array().into_iter().flatten() {
                 output::line(line.as_str().unwrap_or_default());
             }
             Ok(())
         }
         AppCommand::Status { name, json } => {
-            let reply = bus.request(ORCHESTRATOR, "status", &json!({ "name": name })).await?;
+            let reply = client.request(ORCHESTRATOR, "status", &json!({ "name": name })).await?;
             if json {
                 return output::json(&reply);
             }
             let s = &reply["status"];
-            let rows: Vec<Vec<String>> = ["health", "replicas", "running", "last_started", "error"]
+            let mut rows: Vec<Vec<String>> = ["health", "replicas", "running", "last_started", "error"]
                 .iter()
                 .map(|k| {
                     vec![
@@ -146,11 +126,12 @@ pub async fn run(config: &Config, cmd: AppCommand) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
+            rows[0][1] = health_text(s);
             output::table(&["STATUS", &name], &rows);
             Ok(())
         }
         AppCommand::Show { name, json } => {
-            let reply = bus.request(REGISTRY, "app.get", &json!({ "name": name })).await?;
+            let reply = client.request(REGISTRY, "app.get", &json!({ "name": name })).await?;
             if json {
                 output::json(&reply)
             } else {
@@ -160,8 +141,61 @@ pub async fn run(config: &Config, cmd: AppCommand) -> anyhow::Result<()> {
         }
         AppCommand::Preview { .. } => unreachable!("handled above"),
     };
-    bus.shutdown().await;
+    client.shutdown().await;
     result
+}
+
+/// The status column of `app ls` when the orchestrator gave no statuses.
+enum NoStatus {
+    Starting,
+    Down(String),
+}
+
+/// `app ls`: the registry's apps with the orchestrator's statuses. Both services
+/// are waited for first (the orchestrator registers the core apps before it goes
+/// online), so a list is never printed from a system still starting.
+async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
+    client.ready(REGISTRY).await?;
+    let statuses = match client.ready(ORCHESTRATOR).await {
+        Ok(()) => client
+            .request(ORCHESTRATOR, "status", &json!({}))
+            .await
+            .map_err(|e| NoStatus::Down(e.code.to_string())),
+        Err(_) if client.liveness_of(ORCHESTRATOR) == Some(Liveness::Starting) => Err(NoStatus::Starting),
+        Err(_) => Err(NoStatus::Down("down".into())),
+    };
+    let reply = client.request(REGISTRY, "app.list", &json!({})).await?;
+    if json {
+        let status = statuses.as_ref().ok().cloned().unwrap_or(Value::Null);
+        return output::json(&json!({ "apps": reply, "status": status }));
+    }
+    let apps: Vec<AppRecord> = serde_json::from_value(reply)?;
+    print_list(&apps, &statuses);
+    Ok(())
+}
+
+/// `app rm`: says what could not be removed.
+async fn remove(client: &Client, name: &str, keep_data: bool) -> anyhow::Result<()> {
+    let reply = client
+        .request(ORCHESTRATOR, "remove", &json!({ "name": name, "keep_data": keep_data }))
+        .await?;
+    output::line(&format!("{name}: remove done"));
+    for volume in reply["volumes_left"].as_array().into_iter().flatten() {
+        output::line(&format!(
+            "warning: volume {} could not be removed (still in use?): remove it with `docker volume rm {0}`",
+            volume.as_str().unwrap_or("?")
+        ));
+    }
+    Ok(())
+}
+
+/// An app's health as people read it.
+fn health_text(status: &Value) -> String {
+    match status["health"].as_str() {
+        Some("not_deployed") => "not deployed".into(),
+        Some(h) => h.into(),
+        None => "?".into(),
+    }
 }
 
 fn ports_of(record: &AppRecord) -> String {
@@ -174,13 +208,13 @@ fn ports_of(record: &AppRecord) -> String {
 }
 
 /// A lifecycle command; prints what the orchestrator answered.
-async fn action(bus: &cubeos_shared::Bus, (action, args): (&str, Value)) -> anyhow::Result<()> {
-    let reply = bus.request(ORCHESTRATOR, action, &args).await?;
+async fn action(client: &Client, (action, args): (&str, Value)) -> anyhow::Result<()> {
+    let reply = client.request(ORCHESTRATOR, action, &args).await?;
     output::line(&format!("{}: {action} done", reply["app"].as_str().unwrap_or_default()));
     Ok(())
 }
 
-fn print_list(apps: &[AppRecord], statuses: &Value) {
+fn print_list(apps: &[AppRecord], statuses: &Result<Value, NoStatus>) {
     let rows: Vec<Vec<String>> = apps
         .iter()
         .map(|r| {
@@ -190,14 +224,14 @@ fn print_list(apps: &[AppRecord], statuses: &Value) {
                 if r.app.enabled { "yes" } else { "no" }.to_owned(),
                 ports_of(r),
                 r.fqdns.iter().map(|f| f.fqdn.as_str()).collect::<Vec<_>>().join(","),
-                match &statuses[&r.app.name] {
-                    Value::Null if statuses.is_null() => "(orchestrator down)".to_owned(),
-                    Value::Null => "-".to_owned(),
-                    s => format!(
-                        "{} {}",
-                        s["health"].as_str().unwrap_or("?"),
-                        s["replicas"].as_str().unwrap_or("")
-                    ),
+                match statuses {
+                    Err(NoStatus::Starting) => "(orchestrator starting)".to_owned(),
+                    Err(NoStatus::Down(why)) => format!("(orchestrator {why})"),
+                    Ok(all) => match &all[&r.app.name] {
+                        Value::Null => "-".to_owned(),
+                        s if s["health"] == "not_deployed" => "not deployed".to_owned(),
+                        s => format!("{} {}", health_text(s), s["replicas"].as_str().unwrap_or("")),
+                    },
                 },
             ]
         })

@@ -4,8 +4,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::Context as _;
 use cubeos_orchestrator::compose;
+use cubeos_shared::BusError;
 
 pub struct ComposeFile {
     pub text: String,
@@ -14,17 +14,17 @@ pub struct ComposeFile {
 }
 
 impl ComposeFile {
-    pub fn read(file: &str, name: Option<String>) -> anyhow::Result<ComposeFile> {
+    pub fn read(file: &str, name: Option<String>) -> Result<ComposeFile, BusError> {
         let text = if file == "-" {
             // One byte past the limit is enough for the translator to refuse it.
             let mut text = String::new();
             std::io::stdin()
                 .take(compose::yaml::MAX_FILE_BYTES as u64 + 1)
                 .read_to_string(&mut text)
-                .context("cannot read standard input")?;
+                .map_err(|e| BusError::bad_request(format!("cannot read standard input: {e}")))?;
             text
         } else {
-            std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
+            std::fs::read_to_string(file).map_err(|e| BusError::bad_request(format!("cannot read {file}: {e}")))?
         };
         let name = name.unwrap_or_else(|| compose::default_name(&text, Path::new(file)));
         Ok(ComposeFile { text, name })

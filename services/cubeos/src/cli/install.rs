@@ -1,34 +1,37 @@
 //! `cubeos app install`: sends the install, then draws a progress bar from the
 //! job's progress events until it is done or failed.
+//!
+//! It never waits forever ([`progress::follow`]). When CubeOS restarts in the
+//! middle, the orchestrator no longer knows the job; the app tells the outcome: a
+//! restart rolls back an install it had not finished before it goes online, so the
+//! app is there only if the install completed.
 
-use std::io::{IsTerminal, Write};
-
-use anyhow::{Context as _, bail};
-use cubeos_orchestrator::service::Progress;
-use cubeos_shared::topics::{self, service::ORCHESTRATOR};
-use cubeos_shared::{Bus, validate};
+use anyhow::Context as _;
+use cubeos_shared::topics::{self, service::ORCHESTRATOR, service::REGISTRY};
+use cubeos_shared::{BusError, ErrorCode, validate};
 use serde_json::json;
 
+use super::Client;
 use super::compose_file::ComposeFile;
+use super::progress::{self, Bar, Ended};
 use crate::output;
 
-const BAR: usize = 24;
-
-pub async fn run(bus: &Bus, file: &str, name: Option<String>, force: bool, env: &[String]) -> anyhow::Result<()> {
+pub async fn run(client: &Client, file: &str, name: Option<String>, force: bool, env: &[String]) -> anyhow::Result<()> {
     let ComposeFile { text, name } = ComposeFile::read(file, name)?;
     let mut vars = serde_json::Map::new();
     for pair in env {
         let (k, v) = pair
             .split_once('=')
-            .with_context(|| format!("--env {pair}: expected VAR=VALUE"))?;
+            .ok_or_else(|| BusError::bad_request(format!("--env {pair}: expected VAR=VALUE")))?;
         vars.insert(k.to_owned(), json!(v));
     }
-    validate::name("name", &name)?;
+    validate::name("name", &name).map_err(BusError::from)?;
     // Subscribe before asking, so that no progress event is missed.
-    let mut events = bus
+    let mut events = client
+        .bus
         .subscribe(&topics::app_progress(&name), rumqttc::QoS::AtMostOnce)
         .await?;
-    let reply = bus
+    let reply = client
         .request(
             ORCHESTRATOR,
             "install",
@@ -39,48 +42,28 @@ pub async fn run(bus: &Bus, file: &str, name: Option<String>, force: bool, env: 
         .as_str()
         .context("the orchestrator's reply names no job")?
         .to_owned();
-    let tty = std::io::stdout().is_terminal();
-    while let Some(msg) = events.recv().await {
-        let Ok(event) = serde_json::from_slice::<Progress>(&msg.payload) else {
-            continue;
-        };
-        if event.job != job {
-            continue;
+    let mut bar = Bar::new();
+    let ended = progress::follow(client, &mut events, &job, &mut bar).await?;
+    bar.finish();
+    let failure = match ended {
+        Ended::Done(_) => None,
+        Ended::Failed(event) => Some(BusError::new(
+            event.code.unwrap_or(ErrorCode::Internal),
+            format!("{name}: {}", event.message),
+        )),
+        Ended::Lost => match client.request(REGISTRY, "app.get", &json!({ "name": name })).await {
+            Ok(_) => None,
+            Err(e) if e.code == ErrorCode::NotFound => Some(BusError::unavailable(format!(
+                "{name}: the install was interrupted by a restart of CubeOS and rolled back"
+            ))),
+            Err(e) => return Err(e.into()),
+        },
+    };
+    match failure {
+        None => {
+            output::line(&format!("{name}: installed"));
+            Ok(())
         }
-        let of = event.of.max(1);
-        let step = event.step.min(of);
-        let filled = BAR * step / of;
-        let line = format!(
-            "[{}{}] {step}/{of} {}: {}",
-            "#".repeat(filled),
-            "-".repeat(BAR - filled),
-            event.name,
-            event.message
-        );
-        if tty {
-            // Redraw one line in place.
-            let mut out = std::io::stdout().lock();
-            let _ = write!(out, "\r\x1b[2K{line}");
-            let _ = out.flush();
-        } else {
-            output::line(&line);
-        }
-        match event.status.as_str() {
-            "done" => {
-                if tty {
-                    output::line("");
-                }
-                output::line(&format!("{name}: installed"));
-                return Ok(());
-            }
-            "failed" => {
-                if tty {
-                    output::line("");
-                }
-                bail!("{name}: {}", event.message);
-            }
-            _ => {}
-        }
+        Some(e) => Err(e.into()),
     }
-    bail!("the connection closed before the install finished")
 }

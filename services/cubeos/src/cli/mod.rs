@@ -1,31 +1,54 @@
-//! Client commands: connect, send one command, print the reply.
+//! Client commands: connect, send commands, print the replies.
 //!
 //! On the box, a CLI that can read the data dir's service credentials (root, or
 //! whoever ran `cubeos up`) talks to the loopback broker and acts as the system: a
 //! fresh `cubeos up` followed by `cubeos app ls` needs no configuration. Everyone
 //! else signs in with `cubeos login`, which keeps a session token in the user's
 //! config dir (mode 0600); later commands go through the gate with it.
+//!
+//! A client never takes silence for an answer: before it asks a service anything it
+//! waits (up to `--wait`) for the service's liveness to say `online`, fails with
+//! `unavailable` when it says `offline` or says nothing, and a connection nobody
+//! accepts fails at once. Every failure prints `error: <code>: <message>`.
 
 pub mod app;
 pub mod auth;
 pub mod compose_file;
+pub mod image;
 pub mod install;
 pub mod names;
 pub mod port;
 pub mod preview;
+pub mod progress;
 pub mod state;
 pub mod token;
 pub mod user;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Context;
 use cubeos_broker::Credentials;
+use cubeos_shared::liveness::Liveness;
 use cubeos_shared::secrets::SecretBox;
-use cubeos_shared::{Bus, BusOptions, Config};
+use cubeos_shared::{Bus, BusError, BusOptions, Config, topics};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::watch;
+
+/// How long a service that has not announced itself at all may take to do so: its
+/// retained liveness arrives right behind the subscription, so this only covers the
+/// first moments of `cubeos up`.
+const UNANNOUNCED_GRACE: Duration = Duration::from_secs(2);
+
+/// What every client command needs.
+pub struct Cli {
+    pub config: Config,
+    /// How long to wait for the system: services still starting, or a broker that
+    /// went away in the middle of a long command.
+    pub wait: Duration,
+}
 
 /// A connected CLI: local (as the system) or signed in through the gate.
 pub struct Client {
@@ -33,13 +56,151 @@ pub struct Client {
     /// Local only: the key that seals secrets for the loopback broker. Through the
     /// gate, secrets go plain over the client's own connection and the gate seals.
     key: Option<SecretBox>,
+    /// Every service's liveness, as its retained topic says it.
+    liveness: watch::Receiver<HashMap<String, Liveness>>,
+    wait: Duration,
 }
 
 impl Client {
+    /// Connects as a one-off client (`cli-<random>`): locally when this user can
+    /// read the service credentials, otherwise with the saved login.
+    pub async fn connect(cli: &Cli) -> Result<Client, BusError> {
+        let config = &cli.config;
+        if let Ok(credentials) = Credentials::load(&config.credentials_path()) {
+            let options = BusOptions::new(config, client_id(), &credentials.username, &credentials.password);
+            let bus = Bus::connect(options)
+                .await
+                .map_err(|e| hint(e, "is `cubeos up` running?"))?;
+            let key = SecretBox::load(&config.secret_key_path()).ok();
+            return Client::attach(bus, key, cli.wait).await;
+        }
+        let Some(saved) = SavedLogin::load() else {
+            return Err(auth::not_signed_in(cli).await);
+        };
+        let gate = auth::resolve(&saved.gate).await?;
+        let bus = connect_gate(config, gate, &saved.username, &saved.token)
+            .await
+            .map_err(|e| match e.code {
+                cubeos_shared::ErrorCode::Unauthorized => hint(e, "your session may have ended: run `cubeos login`"),
+                _ => e,
+            })?;
+        Client::attach(bus, None, cli.wait).await
+    }
+
+    /// Starts following liveness on a connected bus.
+    async fn attach(bus: Bus, key: Option<SecretBox>, wait: Duration) -> Result<Client, BusError> {
+        let mut messages = bus
+            .subscribe(&topics::all_service_statuses(), rumqttc::QoS::AtMostOnce)
+            .await?;
+        let (tx, liveness) = watch::channel(HashMap::new());
+        let mut connected = bus.watch_connected();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    msg = messages.recv() => {
+                        let Some(msg) = msg else { return };
+                        let Some(service) = topics::service_of_status(&msg.topic) else { continue };
+                        tx.send_modify(|all| match Liveness::parse(&msg.payload) {
+                            Some(l) => {
+                                all.insert(service.to_owned(), l);
+                            }
+                            None => {
+                                all.remove(service);
+                            }
+                        });
+                    }
+                    changed = connected.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        // A broker that restarted knows nothing of before: what
+                        // the old one said must not pass for what is true now.
+                        if !*connected.borrow_and_update() {
+                            tx.send_modify(HashMap::clear);
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Client {
+            bus,
+            key,
+            liveness,
+            wait,
+        })
+    }
+
+    /// Sends one command once `service` is online, and waits for its reply.
+    pub async fn request<A: Serialize>(&self, service: &str, action: &str, args: &A) -> Result<Value, BusError> {
+        self.ready(service).await?;
+        self.bus.request(service, action, args).await
+    }
+
+    /// [`Client::request`], the reply read as `T`.
+    pub async fn request_as<T: DeserializeOwned, A: Serialize>(
+        &self,
+        service: &str,
+        action: &str,
+        args: &A,
+    ) -> Result<T, BusError> {
+        let reply = self.request(service, action, args).await?;
+        serde_json::from_value(reply)
+            .map_err(|e| BusError::internal(format!("{service} answered {action} in an unexpected shape: {e}")))
+    }
+
+    /// Waits until `service` is online (up to `--wait` while it says `starting`);
+    /// `unavailable` when it is offline, or never announced itself.
+    pub async fn ready(&self, service: &str) -> Result<(), BusError> {
+        let mut rx = self.liveness.clone();
+        let started = tokio::time::Instant::now();
+        loop {
+            let now = rx.borrow_and_update().get(service).copied();
+            let limit = match now {
+                Some(Liveness::Online) => return Ok(()),
+                Some(Liveness::Offline) => {
+                    return Err(BusError::unavailable(format!(
+                        "the {service} service is not running (offline)"
+                    )));
+                }
+                Some(Liveness::Starting) => self.wait,
+                None => UNANNOUNCED_GRACE.min(self.wait),
+            };
+            let left = limit.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(BusError::unavailable(match now {
+                    Some(_) => format!(
+                        "the {service} service is still starting after {:?}; try again",
+                        self.wait
+                    ),
+                    None => format!("the {service} service is not running"),
+                }));
+            }
+            if let Ok(Err(_)) = tokio::time::timeout(left, rx.changed()).await {
+                // No more liveness news: wait out the limit once, then decide.
+                tokio::time::sleep(left).await;
+            }
+        }
+    }
+
+    /// What `service`'s liveness says right now.
+    pub fn liveness_of(&self, service: &str) -> Option<Liveness> {
+        self.liveness.borrow().get(service).copied()
+    }
+
+    /// A handle that follows every service's liveness.
+    pub fn watch_liveness(&self) -> watch::Receiver<HashMap<String, Liveness>> {
+        self.liveness.clone()
+    }
+
+    /// How long to wait for the system.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
     /// A secret argument as it must travel from here.
-    pub fn secret(&self, plain: &str) -> anyhow::Result<String> {
+    pub fn secret(&self, plain: &str) -> Result<String, BusError> {
         match &self.key {
-            Some(key) => Ok(key.seal(plain)?),
+            Some(key) => key.seal(plain).map_err(|e| BusError::internal(e.to_string())),
             None => Ok(plain.to_owned()),
         }
     }
@@ -56,85 +217,77 @@ impl Client {
     }
 }
 
+/// Adds what to do next to an error's message.
+fn hint(mut e: BusError, what: &str) -> BusError {
+    e.message = format!("{}; {what}", e.message);
+    e
+}
+
 /// The session `cubeos login` keeps.
 #[derive(Serialize, Deserialize)]
 pub struct SavedLogin {
-    pub gate: SocketAddr,
+    /// The gate as the user gave it: `host:port`, a name or an address.
+    pub gate: String,
     pub username: String,
     pub token: String,
     pub expires_at: Option<i64>,
 }
 
+impl SavedLogin {
+    /// The saved session, if there is a readable one.
+    pub fn load() -> Option<SavedLogin> {
+        let bytes = std::fs::read(login_path().ok()?).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
 /// `$XDG_CONFIG_HOME/cubeos/login.json` (or `~/.config/...`).
-pub fn login_path() -> anyhow::Result<PathBuf> {
+pub fn login_path() -> Result<PathBuf, BusError> {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .context("neither XDG_CONFIG_HOME nor HOME is set")?;
+        .ok_or_else(|| BusError::bad_request("neither XDG_CONFIG_HOME nor HOME is set"))?;
     Ok(base.join("cubeos").join("login.json"))
 }
 
-/// Connects as a one-off client (`cli-<random>`): locally when this user can read
-/// the service credentials, otherwise with the saved login.
-pub async fn connect_client(config: &Config) -> anyhow::Result<Client> {
-    let client_id = format!("cli-{:016x}", rand_id());
-    if let Ok(credentials) = Credentials::load(&config.credentials_path()) {
-        let options = BusOptions::new(config, client_id, &credentials.username, &credentials.password);
-        let bus = Bus::connect(options)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}; is `cubeos up` running?"))?;
-        let key = SecretBox::load(&config.secret_key_path()).ok();
-        return Ok(Client { bus, key });
-    }
-    let path = login_path()?;
-    let saved: SavedLogin = std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .with_context(|| {
-            format!(
-                "cannot read the service credentials in {} and not signed in: run `cubeos login`",
-                config.data_dir.display()
-            )
-        })?;
-    let bus = connect_gate(config, saved.gate, client_id, &saved.username, &saved.token)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}; your session may have ended: run `cubeos login`"))?;
-    Ok(Client { bus, key: None })
-}
-
-/// Connects through the gate at `gate` with a password or token.
+/// Connects through the gate at `gate` with a password or token (both empty: a
+/// connection that may only sign in, or run first-boot setup).
 pub async fn connect_gate(
     config: &Config,
-    gate: SocketAddr,
-    client_id: String,
+    gate: std::net::SocketAddr,
     username: &str,
     secret: &str,
-) -> Result<Bus, cubeos_shared::BusError> {
-    let mut options = BusOptions::new(config, client_id, username, secret);
+) -> Result<Bus, BusError> {
+    let mut options = BusOptions::new(config, client_id(), username, secret);
     options.address = gate;
-    Bus::connect(options).await
+    Bus::connect(options).await.map_err(|e| match e.code {
+        cubeos_shared::ErrorCode::Unavailable if !e.message.contains("sign-in") => {
+            hint(e, "is `cubeos up` running there?")
+        }
+        _ => e,
+    })
 }
 
-/// [`connect_client`], for commands that only need the bus.
-pub async fn connect(config: &Config) -> anyhow::Result<Bus> {
-    Ok(connect_client(config).await?.bus)
-}
-
-pub fn rand_id() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::process::id())
+/// A client id of this process's own, `cli-<random>`.
+fn client_id() -> String {
+    format!("cli-{:016x}", rand::random::<u64>())
 }
 
 /// Reads a password: one line of stdin with `--password-stdin`, else a prompt
 /// without echo.
-pub fn read_password(prompt: &str, from_stdin: bool) -> anyhow::Result<String> {
+pub fn read_password(prompt: &str, from_stdin: bool) -> Result<String, BusError> {
     let password = if from_stdin {
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| BusError::bad_request(format!("cannot read the password: {e}")))?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else {
-        rpassword::prompt_password(prompt)?
+        rpassword::prompt_password(prompt)
+            .map_err(|e| BusError::bad_request(format!("cannot read the password: {e}")))?
     };
-    anyhow::ensure!(!password.is_empty(), "empty password");
+    if password.is_empty() {
+        return Err(BusError::bad_request("empty password"));
+    }
     Ok(password)
 }

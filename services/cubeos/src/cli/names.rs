@@ -1,18 +1,18 @@
 //! `cubeos dns ls` and `cubeos proxy ls`: each name, what it should be and what the
 //! backend has.
 
-use cubeos_shared::Config;
 use cubeos_shared::topics::service::PROXY;
 use serde_json::json;
 
+use super::{Cli, Client};
 use crate::output;
 
 /// Lists `dns.list` (`dns = true`) or `proxy.list`.
-pub async fn list(config: &Config, dns: bool, as_json: bool) -> anyhow::Result<()> {
-    let bus = super::connect(config).await?;
+pub async fn list(cli: &Cli, dns: bool, as_json: bool) -> anyhow::Result<()> {
+    let client = Client::connect(cli).await?;
     let action = if dns { "dns.list" } else { "proxy.list" };
-    let result = bus.request(PROXY, action, &json!({})).await;
-    bus.shutdown().await;
+    let result = client.request(PROXY, action, &json!({})).await;
+    client.shutdown().await;
     let reply = result?;
     if as_json {
         return output::json(&reply);

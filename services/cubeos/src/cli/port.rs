@@ -1,10 +1,10 @@
 //! `cubeos port ...`
 
 use clap::Subcommand;
-use cubeos_shared::Config;
 use cubeos_shared::topics::service::{PORT_ALLOCATOR, REGISTRY};
 use serde_json::{Value, json};
 
+use super::{Cli, Client};
 use crate::output;
 
 #[derive(Subcommand)]
@@ -54,13 +54,13 @@ fn swarm_note(reply: &Value) {
     }
 }
 
-pub async fn run(config: &Config, cmd: PortCommand) -> anyhow::Result<()> {
-    let bus = super::connect(config).await?;
+pub async fn run(cli: &Cli, cmd: PortCommand) -> anyhow::Result<()> {
+    let client = Client::connect(cli).await?;
     let result = async {
         match cmd {
             PortCommand::Ls { json } => {
-                let stats = bus.request(PORT_ALLOCATOR, "stats", &json!({})).await?;
-                let held = bus.request(REGISTRY, "port.list", &json!({})).await?;
+                let stats = client.request(PORT_ALLOCATOR, "stats", &json!({})).await?;
+                let held = client.request(REGISTRY, "port.list", &json!({})).await?;
                 if json {
                     return output::json(&json!({ "ranges": stats, "reservations": held }));
                 }
@@ -96,7 +96,7 @@ pub async fn run(config: &Config, cmd: PortCommand) -> anyhow::Result<()> {
                 Ok(())
             }
             PortCommand::Check { port, udp, json } => {
-                let reply = bus
+                let reply = client
                     .request(
                         PORT_ALLOCATOR,
                         "check",
@@ -140,7 +140,7 @@ pub async fn run(config: &Config, cmd: PortCommand) -> anyhow::Result<()> {
                 count,
             } => {
                 let args = json!({ "app": app, "preferred": preferred, "protocol": protocol(udp), "count": count });
-                let reply = bus.request(PORT_ALLOCATOR, "allocate", &args).await?;
+                let reply = client.request(PORT_ALLOCATOR, "allocate", &args).await?;
                 for note in reply["notes"].as_array().into_iter().flatten() {
                     output::line(&format!("note: {}", note.as_str().unwrap_or("")));
                 }
@@ -159,7 +159,7 @@ pub async fn run(config: &Config, cmd: PortCommand) -> anyhow::Result<()> {
                 if port.is_some() {
                     args["protocol"] = json!(protocol(udp));
                 }
-                let reply = bus.request(PORT_ALLOCATOR, "release", &args).await?;
+                let reply = client.request(PORT_ALLOCATOR, "release", &args).await?;
                 let released: Vec<String> = reply["released"]
                     .as_array()
                     .into_iter()
@@ -172,6 +172,6 @@ pub async fn run(config: &Config, cmd: PortCommand) -> anyhow::Result<()> {
         }
     }
     .await;
-    bus.shutdown().await;
+    client.shutdown().await;
     result
 }

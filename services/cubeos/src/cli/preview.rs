@@ -1,38 +1,121 @@
 //! `cubeos app preview <file|->`: translate a compose file and show the app, its
 //! services, ports, volumes and the compatibility report. Exit 0 when it can be
 //! deployed; otherwise non-zero with the reasons.
+//!
+//! It needs no running system. When CubeOS runs here (or this user is signed in),
+//! it also says which images the box lacks (an install would be refused) and which
+//! of the file's host ports are taken (an install would give the app another).
 
-use anyhow::bail;
+use std::collections::BTreeMap;
+
 use cubeos_orchestrator::compose::{self, Context, Outcome, Translation, Vars};
-use cubeos_shared::Config;
+use cubeos_shared::BusError;
+use cubeos_shared::topics::service::{ORCHESTRATOR, PORT_ALLOCATOR};
+use serde_json::{Value, json};
 
 use super::compose_file::ComposeFile;
+use super::{Cli, Client, SavedLogin};
 use crate::output;
 
-pub fn run(config: &Config, file: &str, name: Option<String>, json: bool, force: bool) -> anyhow::Result<()> {
+/// What the running system says of the file.
+#[derive(Default)]
+struct Live {
+    /// Images the box does not have.
+    missing_images: Vec<String>,
+    /// A host port the file asks for -> who holds it.
+    taken: BTreeMap<u16, String>,
+}
+
+pub async fn run(cli: &Cli, file: &str, name: Option<String>, json: bool, force: bool) -> anyhow::Result<()> {
+    let config = &cli.config;
     let ComposeFile { text, name } = ComposeFile::read(file, name)?;
     // The labels show this box's id; a box not set up yet shows a placeholder.
     let instance = config.instance_id().unwrap_or_else(|_| "local".into());
     let mut ctx = Context::for_app(config, &instance, &name, &Vars::new());
     ctx.force = force;
-    let t = compose::translate(&text, &ctx)?;
+    let t = compose::translate(&text, &ctx).map_err(|e| BusError::bad_request(e.to_string()))?;
+    let live = live_checks(cli, &t).await;
     if json {
-        output::json(&t)?;
+        let mut out = serde_json::to_value(&t)?;
+        if let Some(live) = &live {
+            out["missing_images"] = json!(live.missing_images);
+            out["taken_ports"] = json!(live.taken);
+        }
+        output::json(&out)?;
     } else {
-        print_human(&t);
+        print_human(&t, live.as_ref());
     }
-    if let Err(e) = t.check(force) {
-        bail!("{e}");
+    t.check(force).map_err(|e| BusError::bad_request(e.to_string()))?;
+    if let Some(live) = live.filter(|l| !l.missing_images.is_empty()) {
+        let missing: Vec<&str> = live.missing_images.iter().map(String::as_str).collect();
+        return Err(BusError::not_found(cubeos_orchestrator::images::missing_message(&missing)).into());
     }
     Ok(())
 }
 
-fn print_human(t: &Translation) {
+/// Asks the running system about the file's images and host ports; `None` when
+/// no system answers here (a preview needs none).
+async fn live_checks(cli: &Cli, t: &Translation) -> Option<Live> {
+    let reachable =
+        cubeos_broker::Credentials::load(&cli.config.credentials_path()).is_ok() || SavedLogin::load().is_some();
+    if !reachable {
+        return None;
+    }
+    let client = Client::connect(cli).await.ok()?;
+    let mut live = Live::default();
+    let images: Vec<String> = t
+        .services
+        .iter()
+        .filter_map(|s| s.task_template.as_ref()?.container_spec.as_ref()?.image.clone())
+        .collect();
+    let listed = client
+        .request(ORCHESTRATOR, "image.list", &json!({ "images": images }))
+        .await
+        .ok();
+    for image in listed.iter().flat_map(|l| l["images"].as_array().into_iter().flatten()) {
+        if image["present"] == false {
+            live.missing_images
+                .push(image["image"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    for p in t.ports.iter().filter(|p| !p.host_network) {
+        let Some(port) = p.file_published else { continue };
+        let args = json!({ "port": port, "protocol": p.protocol });
+        if let Ok(reply) = client.request(PORT_ALLOCATOR, "check", &args).await
+            && reply["free"] == false
+        {
+            live.taken.insert(port, holder(&reply));
+        }
+    }
+    client.shutdown().await;
+    Some(live)
+}
+
+/// Who holds a port, from the allocator's `check`.
+fn holder(reply: &Value) -> String {
+    let first = reply["held_by"].as_array().and_then(|h| h.first());
+    match first.map(|h| (h["kind"].as_str(), h)) {
+        Some((Some("app"), h)) => format!("app {}", h["app"].as_str().unwrap_or("?")),
+        Some((Some("swarm"), h)) => format!("Swarm service {}", h["service"].as_str().unwrap_or("?")),
+        Some((Some("socket"), h)) => format!("a process ({})", h["process"].as_str().unwrap_or("not visible")),
+        _ if reply["reserved"] == true => "reserved for host services".into(),
+        _ => "in use".into(),
+    }
+}
+
+fn print_human(t: &Translation, live: Option<&Live>) {
     let a = &t.app;
+    let taken = |port: u16| live.and_then(|l| l.taken.get(&port));
     let web = t
         .web_ui
         .as_ref()
-        .map(|w| format!("{}://<box>:{}{}", w.scheme, w.port, w.path))
+        .map(|w| match taken(w.port) {
+            Some(who) => format!(
+                "{}://<box>:<port>{} ({} is taken by {who}: the install gives the app another port)",
+                w.scheme, w.path, w.port
+            ),
+            None => format!("{}://<box>:{}{}", w.scheme, w.port, w.path),
+        })
         .unwrap_or_default();
     let rows = vec![
         vec!["name".into(), a.name.clone()],
@@ -87,9 +170,13 @@ fn print_human(t: &Translation) {
             vec![
                 p.service.clone(),
                 format!("{}/{}", p.target, p.protocol),
-                p.published
-                    .map(|x| x.to_string())
-                    .unwrap_or_else(|| "(allocated at install)".into()),
+                match p.published {
+                    Some(x) => match taken(x) {
+                        Some(who) => format!("{x} (taken by {who}: another at install)"),
+                        None => x.to_string(),
+                    },
+                    None => "(allocated at install)".into(),
+                },
                 if p.host_network {
                     "host network".into()
                 } else {
@@ -118,7 +205,15 @@ fn print_human(t: &Translation) {
         .collect();
     output::table(&["SERVICE", "KEY", "OUTCOME", "REASON"], &rows);
     output::line("");
-    if t.deployable() {
+    match live {
+        Some(l) if !l.missing_images.is_empty() => output::line(&format!(
+            "images missing on this box: {} (load them with `cubeos image load <file.tar>`)",
+            l.missing_images.join(", ")
+        )),
+        Some(_) => output::line("images: all on this box"),
+        None => output::line("images: not checked (CubeOS is not running here)"),
+    }
+    if t.deployable() && live.is_none_or(|l| l.missing_images.is_empty()) {
         output::line("deployable");
     }
 }

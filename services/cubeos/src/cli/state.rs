@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use clap::Subcommand;
 use cubeos_shared::models::Setting;
-use cubeos_shared::{Config, topics::service::REGISTRY};
+use cubeos_shared::topics::service::REGISTRY;
 use serde_json::json;
 
+use super::{Cli, Client};
 use crate::output;
 
 #[derive(Subcommand)]
@@ -21,12 +22,12 @@ pub enum StateCommand {
     Set { key: String, value: String },
 }
 
-pub async fn run(config: &Config, cmd: StateCommand) -> anyhow::Result<()> {
-    let bus = super::connect(config).await?;
+pub async fn run(cli: &Cli, cmd: StateCommand) -> anyhow::Result<()> {
+    let client = Client::connect(cli).await?;
     let result = async {
         match cmd {
             StateCommand::Get { key: Some(key), json } => {
-                let reply = bus.request(REGISTRY, "state.get", &json!({ "key": key })).await?;
+                let reply = client.request(REGISTRY, "state.get", &json!({ "key": key })).await?;
                 if json {
                     return output::json(&reply);
                 }
@@ -35,7 +36,7 @@ pub async fn run(config: &Config, cmd: StateCommand) -> anyhow::Result<()> {
                 Ok(())
             }
             StateCommand::Get { key: None, json } => {
-                let reply = bus.request(REGISTRY, "state.get", &json!({})).await?;
+                let reply = client.request(REGISTRY, "state.get", &json!({})).await?;
                 if json {
                     return output::json(&reply);
                 }
@@ -45,7 +46,7 @@ pub async fn run(config: &Config, cmd: StateCommand) -> anyhow::Result<()> {
                 Ok(())
             }
             StateCommand::Set { key, value } => {
-                let reply = bus
+                let reply = client
                     .request(REGISTRY, "state.set", &json!({ "key": key, "value": value }))
                     .await?;
                 let setting: Setting = serde_json::from_value(reply)?;
@@ -55,6 +56,6 @@ pub async fn run(config: &Config, cmd: StateCommand) -> anyhow::Result<()> {
         }
     }
     .await;
-    bus.shutdown().await;
+    client.shutdown().await;
     result
 }

@@ -1,10 +1,10 @@
 //! `cubeos token ...`: credentials for hardware devices and node agents.
 
 use clap::Subcommand;
-use cubeos_shared::Config;
 use cubeos_shared::topics::service::REGISTRY;
 use serde_json::{Value, json};
 
+use super::{Cli, Client};
 use crate::output;
 
 #[derive(Subcommand)]
@@ -20,30 +20,34 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token by its id; connections using it end at once.
-    Revoke { id: String },
+    /// Revoke a token by its id, or every token of a device or node by its name;
+    /// connections using them end at once.
+    Revoke {
+        /// A token id, or a device / node name.
+        id: String,
+    },
 }
 
-pub async fn run(config: &Config, cmd: TokenCommand) -> anyhow::Result<()> {
-    let client = super::connect_client(config).await?;
+pub async fn run(cli: &Cli, cmd: TokenCommand) -> anyhow::Result<()> {
+    let client = Client::connect(cli).await?;
     let result = async {
         match cmd {
             TokenCommand::Issue { kind, id } => {
                 let mut reply = client
-                    .bus
                     .request(REGISTRY, "token.issue", &json!({ "kind": kind, "id": id }))
                     .await?;
                 client.open(&mut reply);
                 output::line(&format!(
-                    "{} {}: sign in with username '{}' and this password (shown once):",
+                    "{} {}: sign in with username '{}' (or the token id '{}') and this password (shown once):",
                     reply["kind"].as_str().unwrap_or("?"),
-                    reply["id"].as_str().unwrap_or("?"),
                     reply["subject"].as_str().unwrap_or("?"),
+                    reply["subject"].as_str().unwrap_or("?"),
+                    reply["id"].as_str().unwrap_or("?"),
                 ));
                 output::line(reply["token"].as_str().unwrap_or_default());
             }
             TokenCommand::Ls { json } => {
-                let reply = client.bus.request(REGISTRY, "token.list", &json!({})).await?;
+                let reply = client.request(REGISTRY, "token.list", &json!({})).await?;
                 if json {
                     return output::json(&reply);
                 }
@@ -66,11 +70,14 @@ pub async fn run(config: &Config, cmd: TokenCommand) -> anyhow::Result<()> {
                 output::table(&["ID", "KIND", "BOUND TO", "CREATED"], &rows);
             }
             TokenCommand::Revoke { id } => {
-                client
-                    .bus
-                    .request(REGISTRY, "token.revoke", &json!({ "id": id }))
-                    .await?;
-                output::line(&format!("revoked {id}"));
+                let reply = client.request(REGISTRY, "token.revoke", &json!({ "id": id })).await?;
+                let ids: Vec<&str> = reply["revoked"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                output::line(&format!("revoked {id}: {} token(s) ({})", ids.len(), ids.join(", ")));
             }
         }
         Ok(())

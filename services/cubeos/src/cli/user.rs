@@ -1,12 +1,12 @@
 //! `cubeos user ...`: people's accounts.
 
 use clap::Subcommand;
-use cubeos_shared::Config;
 use cubeos_shared::models::User;
 use cubeos_shared::topics::service::REGISTRY;
 use serde_json::json;
 
 use super::read_password;
+use super::{Cli, Client};
 use crate::output;
 
 #[derive(Subcommand)]
@@ -40,8 +40,8 @@ pub enum UserCommand {
     Role { username: String, role: String },
 }
 
-pub async fn run(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
-    let client = super::connect_client(config).await?;
+pub async fn run(cli: &Cli, cmd: UserCommand) -> anyhow::Result<()> {
+    let client = Client::connect(cli).await?;
     let result = async {
         match cmd {
             UserCommand::Add {
@@ -51,11 +51,11 @@ pub async fn run(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             } => {
                 let password = read_password(&format!("Password for {username}: "), password_stdin)?;
                 let args = json!({ "username": username, "password": client.secret(&password)?, "role": role });
-                let user: User = serde_json::from_value(client.bus.request(REGISTRY, "user.add", &args).await?)?;
+                let user: User = serde_json::from_value(client.request(REGISTRY, "user.add", &args).await?)?;
                 output::line(&format!("added {} ({})", user.username, user.role));
             }
             UserCommand::Ls { json } => {
-                let reply = client.bus.request(REGISTRY, "user.list", &json!({})).await?;
+                let reply = client.request(REGISTRY, "user.list", &json!({})).await?;
                 if json {
                     return output::json(&reply);
                 }
@@ -68,7 +68,6 @@ pub async fn run(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             }
             UserCommand::Rm { username } => {
                 client
-                    .bus
                     .request(REGISTRY, "user.delete", &json!({ "username": username }))
                     .await?;
                 output::line(&format!("deleted {username}"));
@@ -86,7 +85,7 @@ pub async fn run(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
                 }
                 let password = read_password("New password: ", password_stdin)?;
                 args["password"] = json!(client.secret(&password)?);
-                let reply = client.bus.request(REGISTRY, "user.passwd", &args).await?;
+                let reply = client.request(REGISTRY, "user.passwd", &args).await?;
                 output::line(&format!(
                     "password changed for {}; {} other session(s) ended",
                     reply["user"].as_str().unwrap_or("?"),
@@ -95,7 +94,7 @@ pub async fn run(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             }
             UserCommand::Role { username, role } => {
                 let args = json!({ "username": username, "role": role });
-                let user: User = serde_json::from_value(client.bus.request(REGISTRY, "user.role", &args).await?)?;
+                let user: User = serde_json::from_value(client.request(REGISTRY, "user.role", &args).await?)?;
                 output::line(&format!("{} is now {}", user.username, user.role));
             }
         }
