@@ -417,3 +417,25 @@ pub fn ensure_test_image() {
         .expect("docker build runs");
     assert!(status.success(), "building {TEST_IMAGE} failed");
 }
+
+/// Runs the docker CLI; fails the test when it fails.
+pub fn docker_cli(args: &[&str]) {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Writes the test image, named `image`, to `archive` as `docker save` does, and
+/// leaves the box without `image`: an image only a file can bring.
+pub fn save_test_image_as(image: &str, archive: &Path) {
+    ensure_test_image();
+    docker_cli(&["tag", TEST_IMAGE, image]);
+    docker_cli(&["save", "-o", &archive.display().to_string(), image]);
+    docker_cli(&["rmi", image]);
+}

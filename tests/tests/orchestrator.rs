@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cubeos_shared::{Bus, topics};
 use cubeos_tests::servers::{Dnsmasq, Nginx};
-use cubeos_tests::{System, TEST_IMAGE, ensure_test_image, require, require_swarm};
+use cubeos_tests::{System, TEST_IMAGE, docker_cli, ensure_test_image, require, require_swarm, save_test_image_as};
 use serde_json::{Value, json};
 
 /// busybox httpd serving a page it writes into its data directory.
@@ -695,20 +695,9 @@ async fn a_missing_image_is_refused_at_once_and_loads_from_a_file() {
     }
     ensure_test_image();
     let image = format!("cubeos-test/offline-only-{}:1", std::process::id());
-    let docker_cli = |args: &[&str]| {
-        let ok = std::process::Command::new("docker")
-            .args(args)
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "docker {args:?}");
-    };
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("offline.tar");
-    docker_cli(&["tag", TEST_IMAGE, &image]);
-    docker_cli(&["save", "-o", archive.to_str().unwrap(), &image]);
-    docker_cli(&["rmi", &image]);
+    save_test_image_as(&image, &archive);
 
     let system = system().await;
     let bus = system.client("t").await;
@@ -839,14 +828,6 @@ async fn an_image_in_the_local_registry_counts_as_present() {
     let dir = tempfile::tempdir().unwrap();
     let registry = cubeos_tests::servers::ImageRegistry::start(dir.path());
     let image = format!("{}/cubeos-test/from-registry:1", registry.host());
-    let docker_cli = |args: &[&str]| {
-        let out = std::process::Command::new("docker").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     docker_cli(&["tag", TEST_IMAGE, &image]);
     docker_cli(&["push", &image]);
     docker_cli(&["rmi", &image]);

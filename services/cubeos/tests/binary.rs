@@ -585,16 +585,10 @@ async fn images_are_checked_loaded_and_listed_from_the_cli() {
     };
     cubeos_tests::ensure_test_image();
     let image = format!("cubeos-test/cli-offline-{}:2", std::process::id());
-    let docker_cli = |args: &[&str]| {
-        let ok = Command::new("docker").args(args).output().unwrap().status.success();
-        assert!(ok, "docker {args:?}");
-    };
     let range = own_range();
     let up = support::Up::start(&[("CUBEOS__PORTS__USER", range.as_str())]);
     let archive = up.dir.path().join("image.tar");
-    docker_cli(&["tag", cubeos_tests::TEST_IMAGE, &image]);
-    docker_cli(&["save", "-o", archive.to_str().unwrap(), &image]);
-    docker_cli(&["rmi", &image]);
+    cubeos_tests::save_test_image_as(&image, &archive);
     // A host port the file asks for, held by someone else.
     let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let taken = held.local_addr().unwrap().port();
@@ -662,5 +656,5 @@ async fn images_are_checked_loaded_and_listed_from_the_cli() {
     let out = run(up.cli().args(["app", "rm", "offline"]));
     assert!(out.status.success(), "{:?}", text(&out));
     drop(held);
-    docker_cli(&["rmi", &image]);
+    cubeos_tests::docker_cli(&["rmi", &image]);
 }

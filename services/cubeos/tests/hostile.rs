@@ -313,46 +313,35 @@ fn clients_wait_for_a_starting_system_and_fail_fast_without_one() {
     sigterm(&up.0);
     assert!(wait_exit(&mut up.0, Duration::from_secs(15)).success());
 
-    // Nothing listens any more: the CLI on the box fails at once.
-    let started = Instant::now();
-    let out = run(support::cubeos(&data, mqtt, gate).args(["app", "ls"]));
-    let (_, stderr) = text(&out);
-    assert!(!out.status.success());
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        started.elapsed()
-    );
+    // Nothing listens any more: the CLI on the box fails at once, and so does a
+    // login at a gate nobody runs.
+    let stderr = fails_at_once(support::cubeos(&data, mqtt, gate).args(["app", "ls"]), "");
     assert!(
         stderr.starts_with("error: unavailable: cannot reach the broker at")
             && stderr.contains("is `cubeos up` running?"),
         "{stderr}"
     );
-    // And so does a login at a gate nobody runs.
     let home = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let out = run_with_stdin(
-        Command::new(support::bin()).env("HOME", home.path()).args([
-            "login",
-            "-u",
-            "root",
-            "--password-stdin",
-            "--gate",
-            "127.0.0.1:1",
-        ]),
-        "pw-pw-pw-pw\n",
-    );
-    let (_, stderr) = text(&out);
-    assert!(!out.status.success());
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        started.elapsed()
-    );
+    let mut login = Command::new(support::bin());
+    login
+        .env("HOME", home.path())
+        .args(["login", "-u", "root", "--password-stdin", "--gate", "127.0.0.1:1"]);
+    let stderr = fails_at_once(&mut login, "pw-pw-pw-pw\n");
     assert!(
         stderr.starts_with("error: unavailable: cannot reach the broker at 127.0.0.1:1"),
         "{stderr}"
     );
+}
+
+/// Runs a client command with nothing to talk to: it fails within a second.
+/// Returns its stderr.
+fn fails_at_once(cmd: &mut Command, stdin: &str) -> String {
+    let started = Instant::now();
+    let out = run_with_stdin(cmd, stdin);
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    text(&out).1
 }
 
 /// Part 5: while the orchestrator says it is starting, `app ls` waits for it (up
