@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::error::{RegistryError, Result};
+use crate::throttle::Refused;
 use crate::tokens::{self, Kind, TOKEN_PREFIX};
 use crate::{Registry, settings, users};
 
@@ -137,12 +138,18 @@ impl Registry {
         let keys = Self::throttle_keys(username, address);
         let attempt = match self.throttle.attempt(&keys).await {
             Ok(attempt) => attempt,
-            Err(wait) => {
+            Err(Refused::Locked(wait)) => {
                 let wait = wait.as_secs().max(1);
                 tracing::info!(%user, address, wait_s = wait, "sign-in refused: locked out");
                 return Err(RegistryError::Unauthorized(format!(
                     "locked out, try again in {wait} s (too many failed sign-ins)"
                 )));
+            }
+            Err(Refused::Busy) => {
+                tracing::info!(%user, address, "sign-in refused: too many at once");
+                return Err(RegistryError::Busy(
+                    "too many sign-ins at once; try again in a moment".into(),
+                ));
             }
         };
         // An attempt that ends in an error (the hasher busy, say) counts as failed.

@@ -10,7 +10,10 @@
 //! beyond the budget that only checks in flight are holding waits for one of them
 //! to finish instead of being refused: if they fail, the lockout refuses it; if one
 //! succeeds, the count starts afresh and it goes on. Six honest logins in parallel
-//! all succeed; thirty-two wrong ones get five checks.
+//! all succeed; thirty-two wrong ones get five checks. At most
+//! [`WAITERS_PER_FAILURE`] x `max_failures` attempts wait per key; more are refused
+//! at once ([`Refused::Busy`]), so a flood cannot park hundreds of commands in the
+//! registry, where token sign-ins would queue behind them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +23,9 @@ use tokio::sync::Notify;
 
 /// More keys than this and the oldest idle ones are forgotten.
 const MAX_KEYS: usize = 10_000;
+/// Attempts that may wait per key, per failure allowed: room for a burst of honest
+/// parallel logins, a bound for a flood.
+pub const WAITERS_PER_FAILURE: u32 = 4;
 /// Stands in for a lockout the clock cannot represent.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -37,12 +43,14 @@ struct Entry {
     failures: u32,
     /// Attempts let in and still being checked.
     in_flight: u32,
+    /// Attempts waiting for those to finish.
+    waiting: u32,
     locked_until: Option<Instant>,
 }
 
 impl Entry {
     fn idle(&self, now: Instant) -> bool {
-        self.in_flight == 0 && self.locked_until.is_none_or(|u| u <= now)
+        self.in_flight == 0 && self.waiting == 0 && self.locked_until.is_none_or(|u| u <= now)
     }
 }
 
@@ -67,12 +75,38 @@ impl Drop for Attempt<'_> {
     }
 }
 
+/// Why an attempt was not let in.
+#[derive(Debug, PartialEq)]
+pub enum Refused {
+    /// A key is locked out for this long.
+    Locked(Duration),
+    /// As many attempts as the budget already wait for checks in flight.
+    Busy,
+}
+
 /// What an attempt's keys allow right now.
 enum Verdict {
     LetIn,
-    Locked(Duration),
-    /// The budget is held by checks in flight.
+    Refused(Refused),
+    /// The budget is held by checks in flight: counted among the waiting.
     Wait,
+}
+
+/// An attempt counted among the waiting; uncounted when dropped.
+struct Waiting<'a> {
+    throttle: &'a Throttle,
+    keys: &'a [String],
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut map = self.throttle.keys.lock().unwrap_or_else(|p| p.into_inner());
+        for key in self.keys {
+            if let Some(entry) = map.get_mut(key) {
+                entry.waiting = entry.waiting.saturating_sub(1);
+            }
+        }
+    }
 }
 
 impl Throttle {
@@ -85,9 +119,10 @@ impl Throttle {
         }
     }
 
-    /// Lets one sign-in attempt for `keys` in, or `Err(wait)` while any of them is
-    /// locked out. Waits while the keys' budget is held by attempts in flight.
-    pub async fn attempt(&self, keys: &[String]) -> Result<Attempt<'_>, Duration> {
+    /// Lets one sign-in attempt for `keys` in, or says why not: a key is locked
+    /// out, or too many attempts already wait. Waits while the keys' budget is
+    /// held by attempts in flight.
+    pub async fn attempt(&self, keys: &[String]) -> Result<Attempt<'_>, Refused> {
         loop {
             // Registered before looking, so a finish in between is not missed.
             let finished = self.finished.notified();
@@ -101,8 +136,11 @@ impl Throttle {
                         succeeded: false,
                     });
                 }
-                Verdict::Locked(wait) => return Err(wait),
-                Verdict::Wait => finished.await,
+                Verdict::Refused(why) => return Err(why),
+                Verdict::Wait => {
+                    let _waiting = Waiting { throttle: self, keys };
+                    finished.await;
+                }
             }
         }
     }
@@ -117,13 +155,23 @@ impl Throttle {
             .map(|until| until - now)
             .max();
         if let Some(wait) = locked {
-            return Verdict::Locked(wait);
+            return Verdict::Refused(Refused::Locked(wait));
         }
         let full = keys.iter().filter_map(|k| map.get(k)).any(|e| {
             let failures = if e.locked_until.is_some() { 0 } else { e.failures };
             failures + e.in_flight >= self.max_failures
         });
         if full {
+            if keys
+                .iter()
+                .filter_map(|k| map.get(k))
+                .any(|e| e.waiting >= self.max_failures.saturating_mul(WAITERS_PER_FAILURE))
+            {
+                return Verdict::Refused(Refused::Busy);
+            }
+            for key in keys {
+                map.entry(key.clone()).or_default().waiting += 1;
+            }
             return Verdict::Wait;
         }
         if map.len() >= MAX_KEYS {
@@ -235,6 +283,30 @@ mod tests {
             t.await.unwrap();
         }
         assert!(t.keys.lock().unwrap().is_empty(), "nothing left to remember");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_attempts_wait_than_the_budget() {
+        let t = Arc::new(Throttle::new(2, Duration::from_secs(60)));
+        let held: Vec<_> = [t.attempt(&keys()).await.unwrap(), t.attempt(&keys()).await.unwrap()].into();
+        let waiters: Vec<_> = (0..2 * WAITERS_PER_FAILURE)
+            .map(|_| {
+                let t = Arc::clone(&t);
+                tokio::spawn(async move { t.attempt(&keys()).await.map(|a| a.succeeded()) })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            t.attempt(&keys()).await.err(),
+            Some(Refused::Busy),
+            "one more does not wait"
+        );
+        // The checks in flight fail: the waiters are refused by the lockout.
+        drop(held);
+        for w in waiters {
+            assert!(matches!(w.await.unwrap(), Err(Refused::Locked(_))));
+        }
+        assert_eq!(t.keys.lock().unwrap().values().map(|e| e.waiting).sum::<u32>(), 0);
     }
 
     #[tokio::test]
