@@ -6,23 +6,16 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cubeos_shared::secrets::SecretBox;
 use cubeos_tests::{free_port, require};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cubeos");
+mod support;
 
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::Guard;
 
 struct Machine {
     data: std::path::PathBuf,
@@ -32,7 +25,7 @@ struct Machine {
 
 impl Machine {
     fn cubeos(&self, data: &Path, home: &Path) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(support::bin());
         cmd.arg("--data")
             .arg(data)
             .env("HOME", home)
