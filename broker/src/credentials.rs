@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use cubeos_shared::private_file;
+use cubeos_kit::private_file;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};

@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use std::path::Path;
 
-use cubeos_shared::config::BrokerConfig;
-use cubeos_shared::models::Protocol;
-use cubeos_shared::procnet;
+use cubeos_contract::models::Protocol;
+use cubeos_kit::config::BrokerConfig;
+use cubeos_kit::procnet;
 use rumqttd::{ConnectionSettings, RouterConfig, ServerSettings};
 use tracing::info;
 

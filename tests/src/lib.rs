@@ -12,11 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cubeos_broker::Credentials;
-use cubeos_shared::secrets::SecretBox;
-use cubeos_shared::service::{Shutdown, ShutdownTrigger};
-use cubeos_shared::{Bus, BusError, BusOptions, Config, ServiceContext};
+use cubeos_contract::liveness::Liveness;
+use cubeos_contract::topics::{self, service::REGISTRY};
+use cubeos_kit::secrets::SecretBox;
+use cubeos_kit::service::{Shutdown, ShutdownTrigger};
+use cubeos_kit::{Bus, BusError, BusOptions, Config, ServiceContext};
 use serde_json::json;
 
+pub mod bench;
 pub mod fakes;
 
 pub mod servers;
@@ -68,7 +71,6 @@ pub fn test_config(dir: &Path) -> Config {
 }
 
 type Running = (ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>);
-type Entry = fn(ServiceContext) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
 
 /// A running broker with the services a test asked for, in this process.
 pub struct System {
@@ -100,7 +102,7 @@ impl System {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         configure(&mut config);
-        cubeos_shared::telemetry::init(&config.log);
+        cubeos_kit::telemetry::init(&config.log);
         let credentials = Credentials::load_or_create(&config.credentials_path()).expect("credentials");
         cubeos_broker::start(&config.broker, &credentials).expect("broker starts");
         let secrets = SecretBox::load_or_create(&config.secret_key_path()).expect("secret key");
@@ -117,56 +119,20 @@ impl System {
 
     /// Starts the registry in this process and waits until it answers.
     pub async fn start_registry(&mut self) {
-        self.start_service(cubeos_registry::SERVICE, |ctx| Box::pin(cubeos_registry::run(ctx)))
-            .await;
-        let client = self.client("ready-probe").await;
-        wait_for_registry(&client).await;
-        client.shutdown().await;
+        self.start_service(REGISTRY).await;
     }
 
-    /// Starts the port allocator in this process and waits until it answers.
-    pub async fn start_port_allocator(&mut self) {
-        self.start_service(cubeos_port_allocator::SERVICE, |ctx| {
-            Box::pin(cubeos_port_allocator::run(ctx))
-        })
-        .await;
-        self.wait_answering(cubeos_port_allocator::SERVICE, "stats").await;
-    }
-
-    /// Starts the dns/npm-proxy service in this process and waits until it answers.
-    pub async fn start_proxy(&mut self) {
-        self.start_service(cubeos_proxy::SERVICE, |ctx| Box::pin(cubeos_proxy::run(ctx)))
-            .await;
-        self.wait_answering(cubeos_proxy::SERVICE, "dns.list").await;
-    }
-
-    /// Starts the orchestrator in this process and waits until it answers.
-    pub async fn start_orchestrator(&mut self) {
-        self.start_service(cubeos_orchestrator::SERVICE, |ctx| {
-            Box::pin(cubeos_orchestrator::run(ctx))
-        })
-        .await;
-        self.wait_answering(cubeos_orchestrator::SERVICE, "status").await;
-    }
-
-    /// Polls `service` with a read-only `action` until it answers.
-    async fn wait_answering(&self, service: &str, action: &str) {
-        let client = self.client(&format!("ready-probe-{service}")).await;
-        for _ in 0..100 {
-            if client
-                .request_with_timeout(service, action, &json!({}), Duration::from_secs(2))
-                .await
-                .is_ok()
-            {
-                client.shutdown().await;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{service} did not answer");
-    }
-
-    async fn start_service(&mut self, name: &str, run: Entry) {
+    /// Starts the service called `name` (from the one list in `cubeos_services`)
+    /// in this process and waits until it is online: it serves its commands.
+    pub async fn start_service(&mut self, name: &str) {
+        let entry = cubeos_services::find(name).unwrap_or_else(|| panic!("no service called {name}"));
+        // Subscribed first: a retained `online` of an earlier run comes before the
+        // `starting` this connection announces, and does not count.
+        let watcher = self.client(&format!("ready-probe-{name}")).await;
+        let mut liveness = watcher
+            .subscribe(&topics::service_status(name), rumqttc::QoS::AtMostOnce)
+            .await
+            .expect("liveness subscription");
         let bus = Bus::connect(self.options(name).for_service(name))
             .await
             .expect("service connects");
@@ -176,7 +142,21 @@ impl System {
             bus,
             shutdown,
         };
-        self.services.push((trigger, tokio::spawn(run(ctx))));
+        self.services.push((trigger, tokio::spawn((entry.run)(ctx))));
+        let online = async {
+            let mut started = false;
+            while let Some(msg) = liveness.recv().await {
+                match Liveness::parse(&msg.payload) {
+                    Some(Liveness::Starting) => started = true,
+                    Some(Liveness::Online) if started => return,
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), online)
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not come online"));
+        watcher.shutdown().await;
     }
 
     pub fn options(&self, client_id: &str) -> BusOptions {
@@ -374,7 +354,7 @@ impl Proxy {
 /// True when a Docker daemon in Swarm mode answers; otherwise SKIP (or fail in
 /// strict mode).
 pub async fn require_swarm(test: &str) -> Option<bollard::Docker> {
-    let docker = cubeos_shared::docker::connect(&Default::default()).await.ok();
+    let docker = cubeos_kit::docker::connect(&Default::default()).await.ok();
     let swarm = match &docker {
         Some(d) => d.inspect_swarm().await.is_ok(),
         None => false,

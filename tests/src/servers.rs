@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cubeos_shared::Config;
-use cubeos_shared::config::{DnsBackendKind, ProxyBackendKind};
+use cubeos_kit::Config;
+use cubeos_kit::config::{DnsBackendKind, ProxyBackendKind};
 
 use crate::free_port;
 

@@ -1,6 +1,6 @@
 //! Concurrent writers against the one-writer registry.
 
-use cubeos_shared::ErrorCode;
+use cubeos_kit::ErrorCode;
 use cubeos_tests::System;
 use serde_json::json;
 

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use cubeos_shared::{BusError, ErrorCode, topics};
+use cubeos_contract::topics;
+use cubeos_kit::{BusError, ErrorCode};
 use cubeos_tests::{System, require, skip_unless};
 use rumqttc::QoS;
 use serde_json::{Value, json};

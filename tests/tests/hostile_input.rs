@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cubeos_shared::envelope::ReplyEnvelope;
-use cubeos_shared::topics;
+use cubeos_contract::envelope::ReplyEnvelope;
+use cubeos_contract::topics;
 use cubeos_tests::{System, snapshot};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use cubeos_shared::{Bus, topics};
+use cubeos_contract::topics;
+use cubeos_kit::Bus;
 use cubeos_tests::servers::{Dnsmasq, Nginx};
 use cubeos_tests::{System, TEST_IMAGE, docker_cli, ensure_test_image, require, require_swarm, save_test_image_as};
 use serde_json::{Value, json};
@@ -29,7 +30,7 @@ async fn system() -> System {
     system_with(|_| {}).await
 }
 
-async fn system_with(configure: impl FnOnce(&mut cubeos_shared::Config)) -> System {
+async fn system_with(configure: impl FnOnce(&mut cubeos_kit::Config)) -> System {
     // A range of its own per system: tests run in parallel, each with its own
     // registry, so a port one test's stopped app left free must not be another's.
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
@@ -42,8 +43,8 @@ async fn system_with(configure: impl FnOnce(&mut cubeos_shared::Config)) -> Syst
         configure(c);
     })
     .await;
-    system.start_port_allocator().await;
-    system.start_orchestrator().await;
+    system.start_service("port-allocator").await;
+    system.start_service("orchestrator").await;
     system
 }
 
@@ -168,7 +169,7 @@ async fn install_serve_stop_start_restart_heal_and_remove() {
             &json!({ "compose": web_app("webone", "x"), "name": "webone" }),
         )
         .await;
-    assert_eq!(again.unwrap_err().code, cubeos_shared::ErrorCode::Conflict);
+    assert_eq!(again.unwrap_err().code, cubeos_kit::ErrorCode::Conflict);
 
     // stop -> refused; start -> served.
     bus.request("orchestrator", "stop", &json!({ "name": "webone" }))
@@ -413,8 +414,8 @@ async fn five_concurrent_installs_get_distinct_ports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_install_requests_are_typed_errors() {
     let mut system = System::start_with(|c| c.docker.socket = "/nonexistent/docker.sock".into()).await;
-    system.start_port_allocator().await;
-    system.start_orchestrator().await;
+    system.start_service("port-allocator").await;
+    system.start_service("orchestrator").await;
     let bus = system.client("t").await;
     for args in [
         json!({}),
@@ -425,7 +426,7 @@ async fn bad_install_requests_are_typed_errors() {
         json!({ "compose": "services:\n  a:\n    image: x\n    privileged: true\n", "name": "priv" }),
     ] {
         let e = bus.request("orchestrator", "install", &args).await.unwrap_err();
-        assert_eq!(e.code, cubeos_shared::ErrorCode::BadRequest, "{args}: {e}");
+        assert_eq!(e.code, cubeos_kit::ErrorCode::BadRequest, "{args}: {e}");
     }
     // Docker is unreachable: said so, no crash.
     let e = bus
@@ -436,7 +437,7 @@ async fn bad_install_requests_are_typed_errors() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.code, cubeos_shared::ErrorCode::Unavailable, "{e}");
+    assert_eq!(e.code, cubeos_kit::ErrorCode::Unavailable, "{e}");
     assert!(
         bus.request("registry", "app.get", &json!({ "name": "nodocker" }))
             .await
@@ -594,7 +595,7 @@ async fn an_installed_app_gets_a_name_that_resolves_and_proxies() {
         web.configure(c);
     })
     .await;
-    system.start_proxy().await;
+    system.start_service("proxy").await;
     let bus = system.client("t").await;
     install(
         &bus,
@@ -712,7 +713,7 @@ async fn a_missing_image_is_refused_at_once_and_loads_from_a_file() {
         .await
         .unwrap_err();
     let took = started.elapsed();
-    assert_eq!(err.code, cubeos_shared::ErrorCode::NotFound, "{err}");
+    assert_eq!(err.code, cubeos_kit::ErrorCode::NotFound, "{err}");
     assert!(
         err.message.contains(&image) && err.message.contains("cubeos image load <file.tar>"),
         "{err}"
@@ -799,12 +800,12 @@ async fn a_missing_image_is_refused_at_once_and_loads_from_a_file() {
         .request("orchestrator", "image.load", &json!({ "path": "relative.tar" }))
         .await
         .unwrap_err();
-    assert_eq!(err.code, cubeos_shared::ErrorCode::BadRequest);
+    assert_eq!(err.code, cubeos_kit::ErrorCode::BadRequest);
     let err = bus
         .request("orchestrator", "image.load", &json!({ "path": "/nonexistent.tar" }))
         .await
         .unwrap_err();
-    assert_eq!(err.code, cubeos_shared::ErrorCode::BadRequest);
+    assert_eq!(err.code, cubeos_kit::ErrorCode::BadRequest);
     bus.request("orchestrator", "remove", &json!({ "name": "offline" }))
         .await
         .unwrap();
@@ -851,7 +852,7 @@ async fn an_image_in_the_local_registry_counts_as_present() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.code, cubeos_shared::ErrorCode::NotFound, "{err}");
+    assert_eq!(err.code, cubeos_kit::ErrorCode::NotFound, "{err}");
     install(
         &bus,
         json!({ "compose": web_app("pulled", "from-the-registry").replace(TEST_IMAGE, &image), "name": "pulled" }),

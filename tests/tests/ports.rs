@@ -5,7 +5,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
-use cubeos_shared::{Bus, ErrorCode, topics};
+use cubeos_contract::topics;
+use cubeos_kit::{Bus, ErrorCode};
 use cubeos_tests::{System, require_swarm, snapshot};
 use serde_json::{Value, json};
 
@@ -38,7 +39,7 @@ async fn system(base: u16, size: u16, docker_socket: &str) -> System {
         c.docker.socket = socket.into();
     })
     .await;
-    system.start_port_allocator().await;
+    system.start_service("port-allocator").await;
     system
 }
 
@@ -48,7 +49,7 @@ async fn app(bus: &Bus, name: &str) {
         .unwrap();
 }
 
-async fn allocate(bus: &Bus, args: Value) -> Result<Value, cubeos_shared::BusError> {
+async fn allocate(bus: &Bus, args: Value) -> Result<Value, cubeos_kit::BusError> {
     bus.request("port-allocator", "allocate", &args).await
 }
 

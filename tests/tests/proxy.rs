@@ -33,7 +33,7 @@ async fn names_resolve_and_proxy_through_dnsmasq_and_nginx() {
         c.proxy.interval = Duration::from_secs(3600);
     })
     .await;
-    system.start_proxy().await;
+    system.start_service("proxy").await;
     let wiki = Backend::start("hello from wiki").await;
     // A person's own server block, and a look-alike without the marker.
     std::fs::write(web.conf_dir.join("my-own.conf"), "# mine\n").unwrap();
@@ -146,10 +146,10 @@ async fn a_stopped_dnsmasq_is_reported_and_repaired_later() {
     })
     .await;
     drop(dns);
-    system.start_proxy().await;
+    system.start_service("proxy").await;
     let bus = system.client("t").await;
     let err = bus.request("proxy", "sync", &json!({})).await.unwrap_err();
-    assert_eq!(err.code, cubeos_shared::ErrorCode::Unavailable, "{err}");
+    assert_eq!(err.code, cubeos_kit::ErrorCode::Unavailable, "{err}");
     let listed = bus.request("proxy", "dns.list", &json!({})).await.unwrap();
     assert_eq!(listed["healthy"], false);
     assert!(listed["error"].as_str().unwrap().contains("dnsmasq"), "{listed}");

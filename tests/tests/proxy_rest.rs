@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use cubeos_shared::ErrorCode;
-use cubeos_shared::config::{DnsBackendKind, ProxyBackendKind};
+use cubeos_kit::ErrorCode;
+use cubeos_kit::config::{DnsBackendKind, ProxyBackendKind};
 use cubeos_tests::System;
 use cubeos_tests::fakes::{FakeNpm, FakePihole};
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ async fn proxied(hole: &FakePihole, manager: &FakeNpm, hole_password: &str, npm_
         c.proxy.npm.password = npm_password.into();
     })
     .await;
-    system.start_proxy().await;
+    system.start_service("proxy").await;
     system
 }
 
@@ -174,7 +174,7 @@ async fn every_npm_release_is_followed_through_token_expiry() {
     for flavor in [NpmFlavor::V2_12, NpmFlavor::V2_15, NpmFlavor::Develop] {
         let manager = FakeNpm::start(EMAIL, "right", Duration::from_secs(3600)).await;
         manager.set_flavor(flavor);
-        let mut config = cubeos_shared::config::NpmConfig {
+        let mut config = cubeos_kit::config::NpmConfig {
             url: manager.url(),
             email: EMAIL.into(),
             password: "right".into(),

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cubeos_shared::bus::Message;
-use cubeos_shared::service::Shutdown;
-use cubeos_shared::{Bus, BusOptions, ServiceContext, topics};
+use cubeos_contract::topics;
+use cubeos_kit::bus::Message;
+use cubeos_kit::service::Shutdown;
+use cubeos_kit::{Bus, BusOptions, ServiceContext};
 use cubeos_tests::{Proxy, System, free_port, test_config, wait_for_registry};
 use rumqttc::QoS;
 use serde_json::{Value, json};
@@ -126,7 +127,7 @@ async fn state_follows_every_change_and_clears_on_delete() {
 async fn after_reconnect_to_an_empty_broker_the_registry_republishes_and_resubscribes() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    cubeos_shared::telemetry::init(&config.log);
+    cubeos_kit::telemetry::init(&config.log);
     let credentials = cubeos_broker::Credentials::load_or_create(&config.credentials_path()).unwrap();
     let broker_a = config.broker.tcp_listen;
     cubeos_broker::start(&config.broker, &credentials).unwrap();

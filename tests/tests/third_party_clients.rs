@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use cubeos_shared::topics;
+use cubeos_contract::topics;
 use cubeos_tests::{System, require, skip_unless};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};

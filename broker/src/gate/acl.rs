@@ -1,7 +1,7 @@
 //! The topic policy of outside clients: pure functions of who they are and the topic.
 //!
 //! - every signed-in person (readonly, user, admin) may read state, events and
-//!   liveness, and call commands (which commands is [`cubeos_shared::roles`]);
+//!   liveness, and call commands (which commands is [`cubeos_contract::roles`]);
 //! - an admin may also publish hardware and node topics (to test a button, say);
 //! - a device publishes and reads only under `cubeos/hw/<its id>/`, a node only
 //!   under `cubeos/nodes/<its id>/`;
@@ -13,8 +13,8 @@
 
 use std::net::IpAddr;
 
-use cubeos_shared::roles::Role;
-use cubeos_shared::topics;
+use cubeos_contract::roles::Role;
+use cubeos_contract::topics;
 use rumqttc::QoS;
 
 /// Who is on the other end of a connection.

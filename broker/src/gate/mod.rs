@@ -39,15 +39,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cubeos_shared::envelope::ErrorCode;
-use cubeos_shared::roles::Role;
-use cubeos_shared::secrets::SecretBox;
-use cubeos_shared::topics::{self, service};
-use cubeos_shared::{Bus, BusError, BusOptions, Config};
+use cubeos_contract::api::registry::{AuthConnect, Revoked};
+use cubeos_contract::envelope::ErrorCode;
+use cubeos_contract::roles::Role;
+use cubeos_contract::secret::Secret;
+use cubeos_contract::topics;
+use cubeos_kit::secrets::SecretBox;
+use cubeos_kit::{Bus, BusError, BusOptions, Config};
 use rumqttc::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Login};
-use serde::Deserialize;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
@@ -99,24 +99,6 @@ struct Live {
     role: Role,
     session: Option<String>,
     kick: Arc<Notify>,
-}
-
-/// The registry's answer to `auth.connect`.
-#[derive(Deserialize)]
-struct Granted {
-    user: String,
-    role: Role,
-    #[serde(default)]
-    session: Option<String>,
-}
-
-/// `cubeos/events/auth/revoked`: sessions and users whose connections must end.
-#[derive(Deserialize)]
-struct Revoked {
-    #[serde(default)]
-    sessions: Vec<String>,
-    #[serde(default)]
-    users: Vec<String>,
 }
 
 /// Starts the gate's listeners. It runs until the process ends.
@@ -194,7 +176,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore
 
 async fn watch_revocations(
     shared: std::sync::Weak<Shared>,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<cubeos_shared::bus::Message>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<cubeos_kit::bus::Message>,
 ) {
     while let Some(message) = events.recv().await {
         let Some(shared) = shared.upgrade() else { return };
@@ -234,12 +216,16 @@ impl Shared {
                     .secrets
                     .seal(&login.password)
                     .map_err(|_| ConnectReturnCode::ServiceUnavailable)?;
-                (Some(login.username.clone()), Some(sealed))
+                (Some(login.username.clone()), Some(Secret::new(sealed)))
             }
         };
-        let args = json!({ "username": username, "password": password, "address": address.to_string() });
-        let granted = match self.bus.request(service::REGISTRY, "auth.connect", &args).await {
-            Ok(value) => serde_json::from_value::<Granted>(value).map_err(|_| ConnectReturnCode::ServiceUnavailable)?,
+        let ask = AuthConnect {
+            username,
+            password,
+            address: Some(address.to_string()),
+        };
+        let granted = match self.bus.call(&ask).await {
+            Ok(granted) => granted,
             Err(e) => {
                 return Err(match e.code {
                     ErrorCode::Unauthorized | ErrorCode::Forbidden => ConnectReturnCode::NotAuthorized,

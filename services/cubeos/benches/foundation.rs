@@ -3,22 +3,50 @@
 //! done directly on SQLite with the same settings in the same run; and the RSS of
 //! `cubeos up` idle and after 10,000 commands.
 //!
-//! Run: `cargo bench -p cubeos --bench foundation` (release build).
+//! The typed layer is measured in the same run: the same `app.get` sent as raw
+//! JSON (`Bus::request`) and as a contract type (`Bus::call`), interleaved.
+//!
+//! Run: `cargo bench -p cubeos --bench foundation` (release build); `cargo test`
+//! runs it short.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cubeos_shared::config::StoreConfig;
-use cubeos_shared::{Bus, BusOptions, Config};
-use cubeos_tests::free_port;
+use cubeos_contract::api::registry::{AppCreate, AppGet};
+use cubeos_kit::config::StoreConfig;
+use cubeos_kit::{Bus, BusOptions, Config};
+use cubeos_tests::{bench, free_port};
 use serde_json::json;
 use sqlx::ConnectOptions;
 
-const SEQUENTIAL: usize = 2000;
-const CONCURRENT: usize = 2000;
 const IN_FLIGHT: usize = 16;
-const TOTAL_COMMANDS: usize = 10_000;
+
+/// How many commands each part sends: sequential creates, concurrent creates, and
+/// in all (the rest are reads, half raw and half typed).
+struct Counts {
+    sequential: usize,
+    concurrent: usize,
+    total: usize,
+}
+
+impl Counts {
+    fn new() -> Counts {
+        Counts {
+            sequential: bench::scaled(2000, 20),
+            concurrent: bench::scaled(2000, IN_FLIGHT * 2),
+            total: bench::scaled(10_000, 100),
+        }
+    }
+}
+
+/// A create of app `name`, typed.
+fn create(name: String) -> AppCreate {
+    AppCreate {
+        name,
+        ..AppCreate::default()
+    }
+}
 
 struct Stats {
     p50: Duration,
@@ -42,16 +70,16 @@ const INSERT: &str = "INSERT INTO apps (name, display_name, description, type, c
 
 /// The same INSERT on the same kind of database (WAL, foreign keys, synchronous
 /// FULL, migrated schema), one transaction per row as the registry commits.
-async fn baseline(dir: &Path) -> Stats {
+async fn baseline(dir: &Path, rows: usize) -> Stats {
     let path = dir.join("baseline.db");
     let options = cubeos_registry::store::connect_options(&path, &StoreConfig::default())
         .unwrap()
         .create_if_missing(true);
     let mut conn = options.connect().await.unwrap();
     cubeos_registry::store::MIGRATOR.run(&mut conn).await.unwrap();
-    let mut samples = Vec::with_capacity(SEQUENTIAL);
+    let mut samples = Vec::with_capacity(rows);
     let start = Instant::now();
-    for i in 0..SEQUENTIAL {
+    for i in 0..rows {
         let t = Instant::now();
         let name = format!("base-{i}");
         let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
@@ -90,18 +118,23 @@ impl Drop for Up {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    bench::announce("foundation");
+    let n = Counts::new();
     let dir = tempfile::tempdir().unwrap();
-    let base = baseline(dir.path()).await;
+    let base = baseline(dir.path(), n.sequential).await;
 
     let data = dir.path().join("data");
-    let (mqtt, ws) = (free_port(), free_port());
+    let (mqtt, gate) = (free_port(), free_port());
     let up = Up(Command::new(env!("CARGO_BIN_EXE_cubeos"))
         .arg("--data")
         .arg(&data)
         .arg("up")
         .env("CUBEOS__BROKER__TCP_LISTEN", format!("127.0.0.1:{mqtt}"))
         .env("CUBEOS__BROKER__ADDRESS", format!("127.0.0.1:{mqtt}"))
-        .env("CUBEOS__BROKER__WS_LISTEN", format!("127.0.0.1:{ws}"))
+        .env("CUBEOS__GATE__TCP_LISTEN", format!("127.0.0.1:{gate}"))
+        .env("CUBEOS__GATE__ADDRESS", format!("127.0.0.1:{gate}"))
+        .env("CUBEOS__GATE__WS_LISTEN", "127.0.0.1:0")
+        .env("CUBEOS__ORCHESTRATOR__DEPLOY_CORE_APPS", "false")
         .env("CUBEOS__LOG__LEVEL", "warn")
         .stderr(Stdio::null())
         .spawn()
@@ -139,13 +172,11 @@ async fn main() {
     let idle_rss = rss_kib(up.0.id());
 
     // Sequential round trips.
-    let mut samples = Vec::with_capacity(SEQUENTIAL);
+    let mut samples = Vec::with_capacity(n.sequential);
     let start = Instant::now();
-    for i in 0..SEQUENTIAL {
+    for i in 0..n.sequential {
         let t = Instant::now();
-        bus.request("registry", "app.create", &json!({ "name": format!("seq-{i}") }))
-            .await
-            .unwrap();
+        bus.call(&create(format!("seq-{i}"))).await.unwrap();
         samples.push(t.elapsed());
     }
     let seq = stats(samples, start.elapsed());
@@ -155,13 +186,12 @@ async fn main() {
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..IN_FLIGHT {
         let bus = bus.clone();
+        let concurrent = n.concurrent;
         tasks.spawn(async move {
             let mut samples = Vec::new();
-            for i in (w..CONCURRENT).step_by(IN_FLIGHT) {
+            for i in (w..concurrent).step_by(IN_FLIGHT) {
                 let t = Instant::now();
-                bus.request("registry", "app.create", &json!({ "name": format!("par-{i}") }))
-                    .await
-                    .unwrap();
+                bus.call(&create(format!("par-{i}"))).await.unwrap();
                 samples.push(t.elapsed());
             }
             samples
@@ -173,16 +203,29 @@ async fn main() {
     }
     let par = stats(samples, start.elapsed());
 
-    // The rest of 10,000 commands: reads of single apps.
-    for i in 0..(TOTAL_COMMANDS - SEQUENTIAL - CONCURRENT) {
-        bus.request(
-            "registry",
-            "app.get",
-            &json!({ "name": format!("seq-{}", i % SEQUENTIAL) }),
-        )
-        .await
-        .unwrap();
+    // The rest of the commands: reads of single apps, alternately as raw JSON and
+    // typed, so both see the same broker, store and machine.
+    let reads = n.total - n.sequential - n.concurrent;
+    let (mut raw, mut typed) = (Vec::with_capacity(reads / 2), Vec::with_capacity(reads / 2));
+    let (mut raw_wall, mut typed_wall) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..reads {
+        let name = format!("seq-{}", i % n.sequential);
+        let t = Instant::now();
+        if i % 2 == 0 {
+            let reply = bus
+                .request("registry", "app.get", &json!({ "name": name }))
+                .await
+                .unwrap();
+            std::hint::black_box(serde_json::from_value::<cubeos_contract::models::AppRecord>(reply).unwrap());
+            raw.push(t.elapsed());
+            raw_wall += t.elapsed();
+        } else {
+            std::hint::black_box(bus.call(&AppGet { name }).await.unwrap());
+            typed.push(t.elapsed());
+            typed_wall += t.elapsed();
+        }
     }
+    let (raw, typed) = (stats(raw, raw_wall), stats(typed, typed_wall));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let busy_rss = rss_kib(up.0.id());
 
@@ -216,8 +259,24 @@ async fn main() {
         "  ratio bus/baseline ({IN_FLIGHT} in flight)      : writes/s x{:.2}",
         par.per_sec / base.per_sec
     );
+    println!("typed layer (app.get, raw JSON request vs contract type, interleaved)");
     println!(
-        "RSS of cubeos up: idle {} KiB, after {TOTAL_COMMANDS} commands {} KiB",
-        idle_rss, busy_rss
+        "  raw request + parse                  : p50 {:.3} ms  p99 {:.3} ms",
+        ms(raw.p50),
+        ms(raw.p99)
+    );
+    println!(
+        "  typed call                           : p50 {:.3} ms  p99 {:.3} ms",
+        ms(typed.p50),
+        ms(typed.p99)
+    );
+    println!(
+        "  ratio typed/raw                      : p50 x{:.2}  p99 x{:.2}",
+        typed.p50.as_secs_f64() / raw.p50.as_secs_f64(),
+        typed.p99.as_secs_f64() / raw.p99.as_secs_f64()
+    );
+    println!(
+        "RSS of cubeos up: idle {} KiB, after {} commands {} KiB",
+        idle_rss, n.total, busy_rss
     );
 }

@@ -5,17 +5,26 @@
 //! - messages per second from a publisher to a loopback subscriber, publishing
 //!   straight to rumqttd (baseline) and through the gate as a hardware device.
 //!
-//! Run: `cargo bench -p cubeos --bench gate` (release build).
+//! Run: `cargo bench -p cubeos --bench gate` (release build); `cargo test` runs
+//! it short.
 
 use std::time::{Duration, Instant};
 
-use cubeos_shared::Bus;
-use cubeos_tests::System;
+use cubeos_contract::api::registry::StateGet;
+use cubeos_kit::Bus;
+use cubeos_tests::{System, bench};
 use rumqttc::QoS;
 use serde_json::json;
 
-const ROUND_TRIPS: usize = 2000;
-const MESSAGES: usize = 20_000;
+/// Sequential `state.get` round trips per path.
+fn round_trip_count() -> usize {
+    bench::scaled(2000, 50)
+}
+
+/// Messages per throughput run.
+fn message_count() -> usize {
+    bench::scaled(20_000, 500)
+}
 
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
@@ -24,29 +33,33 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 }
 
 async fn round_trips(bus: &Bus) -> (Duration, Duration) {
-    let args = json!({ "key": "domain" });
-    for _ in 0..100 {
-        bus.request("registry", "state.get", &args).await.unwrap();
+    let args = StateGet {
+        key: Some("domain".into()),
+    };
+    for _ in 0..bench::scaled(100, 5) {
+        bus.call(&args).await.unwrap();
     }
-    let mut samples = Vec::with_capacity(ROUND_TRIPS);
-    for _ in 0..ROUND_TRIPS {
+    let count = round_trip_count();
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
         let t = Instant::now();
-        bus.request("registry", "state.get", &args).await.unwrap();
+        bus.call(&args).await.unwrap();
         samples.push(t.elapsed());
     }
     percentiles(samples)
 }
 
-/// Publishes MESSAGES to `topic` from `publisher` and returns the rate at which a
+/// Publishes [`message_count`] messages to `topic` from `publisher` and returns the rate at which a
 /// loopback subscriber received them (all of them, or the run fails).
 async fn throughput(observer: &Bus, publisher: &Bus, topic: &str) -> f64 {
+    let messages = message_count();
     let mut inbox = observer.subscribe(topic, QoS::AtMostOnce).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
     let sender = publisher.clone();
     let owned = topic.to_owned();
     let send = tokio::spawn(async move {
-        for i in 0..MESSAGES {
+        for i in 0..messages {
             sender.publish_event(&owned, &json!({ "n": i })).await.unwrap();
             // Stay under the broker's per-filter log (segment x count): the point is
             // the steady rate, not how deep a burst rumqttd can buffer.
@@ -56,7 +69,7 @@ async fn throughput(observer: &Bus, publisher: &Bus, topic: &str) -> f64 {
         }
     });
     let mut received = 0;
-    while received < MESSAGES {
+    while received < messages {
         match tokio::time::timeout(Duration::from_secs(10), inbox.recv()).await {
             Ok(Some(_)) => received += 1,
             _ => break,
@@ -64,12 +77,13 @@ async fn throughput(observer: &Bus, publisher: &Bus, topic: &str) -> f64 {
     }
     let elapsed = start.elapsed();
     send.await.unwrap();
-    assert!(received >= MESSAGES * 99 / 100, "only {received} of {MESSAGES} arrived");
+    assert!(received >= messages * 99 / 100, "only {received} of {messages} arrived");
     received as f64 / elapsed.as_secs_f64()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    bench::announce("gate");
     let system = System::start_with(|c| c.log.level = "error".into()).await;
     system.add_user("bench", "bench-password", "user").await;
     let direct = system.client("bench-direct").await;
@@ -80,7 +94,7 @@ async fn main() {
 
     let (d50, d99) = round_trips(&direct).await;
     let (g50, g99) = round_trips(&gated).await;
-    println!("command round trip, {ROUND_TRIPS} sequential state.get:");
+    println!("command round trip, {} sequential state.get:", round_trip_count());
     println!("  straight to rumqttd (baseline): p50 {d50:?}  p99 {d99:?}");
     println!(
         "  through the gate:               p50 {g50:?} (x{:.2})  p99 {g99:?} (x{:.2})",
@@ -103,7 +117,10 @@ async fn main() {
     let observer = system.client("bench-observer").await;
     let base = throughput(&observer, &direct, "cubeos/hw/bench-dev/direct").await;
     let through = throughput(&observer, &device, "cubeos/hw/bench-dev/gated").await;
-    println!("messages/s, {MESSAGES} QoS 0 publishes to a loopback subscriber:");
+    println!(
+        "messages/s, {} QoS 0 publishes to a loopback subscriber:",
+        message_count()
+    );
     println!("  straight to rumqttd (baseline): {base:.0}/s");
     println!(
         "  through the gate (device):      {through:.0}/s (x{:.2})",

@@ -10,14 +10,13 @@
 
 mod cli;
 mod output;
-mod services;
 mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cubeos_shared::Config;
+use cubeos_kit::Config;
 
 #[derive(Parser)]
 #[command(name = "cubeos", version, about = "CubeOS control plane: run it, and talk to it")]
@@ -42,7 +41,8 @@ enum Command {
     Up,
     /// Run one service against a running broker.
     Run {
-        /// One of: registry, port-allocator, orchestrator, proxy.
+        /// The service's name.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(cubeos_services::names()))]
         service: String,
     },
     /// Apps: list and inspect.
@@ -146,11 +146,11 @@ fn main() -> ExitCode {
 /// when it came from (or stands for) a reply, `bad_request` for input this side
 /// refused, `internal` for the rest.
 fn wire_form(e: &anyhow::Error) -> String {
-    if let Some(bus) = e.downcast_ref::<cubeos_shared::BusError>() {
+    if let Some(bus) = e.downcast_ref::<cubeos_kit::BusError>() {
         return bus.to_string();
     }
-    if e.downcast_ref::<cubeos_shared::validate::FieldError>().is_some()
-        || e.downcast_ref::<cubeos_shared::config::ConfigError>().is_some()
+    if e.downcast_ref::<cubeos_contract::validate::FieldError>().is_some()
+        || e.downcast_ref::<cubeos_kit::config::ConfigError>().is_some()
     {
         return format!("bad_request: {e:#}");
     }

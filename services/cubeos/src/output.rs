@@ -38,5 +38,5 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 /// One line of at most `max` characters, for table cells.
 pub fn shorten(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
-    cubeos_shared::validate::truncate(line, max)
+    cubeos_contract::validate::truncate(line, max)
 }

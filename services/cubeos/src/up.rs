@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cubeos_broker::Credentials;
-use cubeos_shared::liveness::Liveness;
-use cubeos_shared::secrets::SecretBox;
-use cubeos_shared::service::Shutdown;
-use cubeos_shared::{Bus, BusOptions, Config, ServiceContext, telemetry, topics};
+use cubeos_contract::liveness::Liveness;
+use cubeos_contract::topics;
+use cubeos_kit::secrets::SecretBox;
+use cubeos_kit::service::Shutdown;
+use cubeos_kit::{Bus, BusOptions, Config, ServiceContext, telemetry};
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
-use crate::services;
+use cubeos_services as services;
 
 /// How long a service gets to come online before the next one starts.
 const SERVICE_START: Duration = Duration::from_secs(15);
@@ -24,7 +25,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn up(config: Config) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     // Private: it holds the database (hashes, token digests) and the keys.
-    cubeos_shared::private_file::private_dir(&config.data_dir)
+    cubeos_kit::private_file::private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let credentials = Credentials::load_or_create(&config.credentials_path())?;
     let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
@@ -83,7 +84,7 @@ async fn run_services(config: Config, credentials: &Credentials, names: &[&str])
             shutdown: shutdown.clone(),
         };
         let owned = name.to_string();
-        tasks.spawn(async move { (owned, entry(ctx).await) });
+        tasks.spawn(async move { (owned, (entry.run)(ctx).await) });
         let online = topics::service_status(name);
         // Online, or ended: a service that fails at start is reported at once
         // instead of after the whole start timeout.

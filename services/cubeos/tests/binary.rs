@@ -55,9 +55,9 @@ fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let creds = cubeos_broker::Credentials::load(&data.join("broker-credentials.json")).unwrap();
-        let mut config = cubeos_shared::Config::default();
+        let mut config = cubeos_kit::Config::default();
         config.broker.address = format!("127.0.0.1:{mqtt}").parse().unwrap();
-        let bus = cubeos_shared::Bus::connect(cubeos_shared::BusOptions::new(
+        let bus = cubeos_kit::Bus::connect(cubeos_kit::BusOptions::new(
             &config,
             "test",
             &creds.username,
@@ -381,7 +381,7 @@ async fn sigkill_of_the_orchestrator_mid_install_leaves_all_or_nothing() {
     cubeos_tests::ensure_test_image();
     let range = own_range();
     let mut system = System::start_with(|c| c.ports.user = range.clone()).await;
-    system.start_port_allocator().await;
+    system.start_service("port-allocator").await;
     let data = system.config.data_dir.clone();
     let (mqtt, ws) = (system.mqtt_port(), system.gate_port());
     let spawn = || {

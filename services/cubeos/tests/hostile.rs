@@ -371,7 +371,7 @@ async fn app_ls_says_starting_for_a_service_still_starting() {
         .await
         .unwrap();
     // Connected as the orchestrator, never serving: `starting`.
-    let orchestrator = cubeos_shared::Bus::connect(system.options("orchestrator").for_service("orchestrator"))
+    let orchestrator = cubeos_kit::Bus::connect(system.options("orchestrator").for_service("orchestrator"))
         .await
         .unwrap();
     let (data, mqtt, gate) = (system.config.data_dir.clone(), system.mqtt_port(), system.gate_port());

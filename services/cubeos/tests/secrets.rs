@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cubeos_shared::secrets::SecretBox;
+use cubeos_kit::secrets::SecretBox;
 use cubeos_tests::{free_port, require};
 use serde_json::{Value, json};
 
@@ -64,15 +64,13 @@ impl Machine {
 fn through_gate(gate: u16, user: &str, password: &str, action: &str, args: Value) -> Value {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut config = cubeos_shared::Config::default();
+        let mut config = cubeos_kit::Config::default();
         config.broker.address = std::net::SocketAddr::from(([127, 0, 0, 1], gate));
-        let options = cubeos_shared::BusOptions::new(&config, format!("dash-{}", free_port()), user, password);
-        let bus = cubeos_shared::Bus::connect(options)
-            .await
-            .expect("signs in at the gate");
+        let options = cubeos_kit::BusOptions::new(&config, format!("dash-{}", free_port()), user, password);
+        let bus = cubeos_kit::Bus::connect(options).await.expect("signs in at the gate");
         let reply = bus.request("registry", action, &args).await;
         bus.shutdown().await;
-        serde_json::to_value(cubeos_shared::envelope::ReplyEnvelope::from_result(
+        serde_json::to_value(cubeos_contract::envelope::ReplyEnvelope::from_result(
             String::new(),
             reply,
         ))

@@ -1,15 +1,17 @@
 //! Parse + translate the whole CasaOS corpus: total and per file.
 //!
-//! Run: `cargo bench -p cubeos-orchestrator --bench corpus`.
+//! Run: `cargo bench -p cubeos-orchestrator --bench corpus`; `cargo test` runs it
+//! short.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cubeos_orchestrator::compose::{Context, SystemVars, Vars, name_from_file, translate};
-
-const ROUNDS: usize = 20;
+use cubeos_tests::bench;
 
 fn main() {
+    bench::announce("corpus");
+    let rounds_wanted = bench::scaled(20, 3);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/casaos-appstore/apps");
     let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
         .expect("corpus at ../shared/casaos-appstore/apps")
@@ -39,8 +41,8 @@ fn main() {
     let bytes: usize = files.iter().map(|(_, t)| t.len()).sum();
 
     let mut per_file: Vec<Duration> = vec![Duration::ZERO; files.len()];
-    let mut rounds = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
+    let mut rounds = Vec::with_capacity(rounds_wanted);
+    for _ in 0..rounds_wanted {
         let start = Instant::now();
         for (i, ((_, text), ctx)) in files.iter().zip(&contexts).enumerate() {
             let t = Instant::now();
@@ -51,16 +53,16 @@ fn main() {
         rounds.push(start.elapsed());
     }
     rounds.sort();
-    let median = rounds[ROUNDS / 2];
+    let median = rounds[rounds_wanted / 2];
     let (slowest, slowest_time) = per_file
         .iter()
         .enumerate()
         .max_by_key(|(_, d)| **d)
-        .map(|(i, d)| (&files[i].0, *d / ROUNDS as u32))
+        .map(|(i, d)| (&files[i].0, *d / rounds_wanted as u32))
         .unwrap();
     println!("corpus: {} files, {} KiB", files.len(), bytes / 1024);
     println!(
-        "  whole corpus, parse + translate: median {:.2} ms over {ROUNDS} rounds (min {:.2} ms)",
+        "  whole corpus, parse + translate: median {:.2} ms over {rounds_wanted} rounds (min {:.2} ms)",
         median.as_secs_f64() * 1e3,
         rounds[0].as_secs_f64() * 1e3
     );

@@ -2,16 +2,18 @@
 //! reconciler's diff for 1,000 apps against 1,000 services.
 //!
 //! Run: `cargo bench -p cubeos-orchestrator --bench orchestrator` (needs Docker in
-//! Swarm mode and the busybox test image; the diff part runs regardless).
+//! Swarm mode and the busybox test image; the diff part runs regardless);
+//! `cargo test` runs it short.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bollard::models::{ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated};
+use cubeos_contract::topics;
+use cubeos_kit::Bus;
 use cubeos_orchestrator::reconcile::{Actual, Desired, diff};
 use cubeos_orchestrator::stack::StackSpec;
-use cubeos_shared::{Bus, topics};
-use cubeos_tests::{System, TEST_IMAGE, ensure_test_image};
+use cubeos_tests::{System, TEST_IMAGE, bench, ensure_test_image, skip_unless};
 use serde_json::{Value, json};
 
 fn web(name: &str) -> String {
@@ -91,7 +93,7 @@ fn synthetic(n: usize) -> (Vec<Desired>, Vec<Actual>, Vec<Actual>) {
 
 fn time_diff(desired: &[Desired], actual: &[Actual]) -> (Duration, usize) {
     let busy = HashSet::new();
-    let rounds = 200;
+    let rounds = bench::scaled(200, 5);
     let mut samples = Vec::with_capacity(rounds);
     let mut actions = 0;
     for _ in 0..rounds {
@@ -105,6 +107,8 @@ fn time_diff(desired: &[Desired], actual: &[Actual]) -> (Duration, usize) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    bench::announce("orchestrator");
+    let many = if bench::short() { 2 } else { 10 };
     let (desired, converged, drifted) = synthetic(1000);
     let (t, n) = time_diff(&desired, &converged);
     println!(
@@ -117,15 +121,15 @@ async fn main() {
         t.as_secs_f64() * 1e6
     );
 
-    if cubeos_shared::docker::connect(&Default::default()).await.is_err() {
-        println!("install to converged: skipped (no Docker daemon)");
+    let docker = cubeos_kit::docker::connect(&Default::default()).await.is_ok();
+    if !skip_unless("orchestrator bench, install to converged", docker, "no Docker daemon") {
         return;
     }
     ensure_test_image();
     let base = 30000;
     let mut system = System::start_with(move |c| c.ports.user = format!("{base}-{}", base + 99)).await;
-    system.start_port_allocator().await;
-    system.start_orchestrator().await;
+    system.start_service("port-allocator").await;
+    system.start_service("orchestrator").await;
     let bus = system.client("bench").await;
 
     let t = Instant::now();
@@ -133,7 +137,7 @@ async fn main() {
     let one = t.elapsed();
     let t = Instant::now();
     let mut jobs = tokio::task::JoinSet::new();
-    for i in 1..=10 {
+    for i in 1..=many {
         let bus = bus.clone();
         jobs.spawn(async move { install(&bus, &format!("bench{i}")).await });
     }
@@ -142,11 +146,11 @@ async fn main() {
     }
     let ten = t.elapsed();
     println!(
-        "install -> converged: 1 app {:.1} s; 10 apps at once {:.1} s",
+        "install -> converged: 1 app {:.1} s; {many} apps at once {:.1} s",
         one.as_secs_f64(),
         ten.as_secs_f64()
     );
-    for i in 0..=10 {
+    for i in 0..=many {
         let _ = bus
             .request("orchestrator", "remove", &json!({ "name": format!("bench{i}") }))
             .await;

@@ -8,9 +8,9 @@
 
 use std::path::PathBuf;
 
-use cubeos_shared::topics::service::REGISTRY;
-use cubeos_shared::{BusError, Config, ErrorCode};
-use serde_json::json;
+use cubeos_contract::api::registry::{AppCreate, AppGet, FqdnSpec, PortSpec, Settings, StateGet};
+use cubeos_contract::models::{AppSource, AppType};
+use cubeos_kit::{BusError, Config, ErrorCode};
 
 use crate::compose::{self, Context, Vars};
 
@@ -18,7 +18,7 @@ use crate::compose::{self, Context, Vars};
 pub struct CoreApp {
     pub name: &'static str,
     pub display_name: &'static str,
-    pub app_type: &'static str,
+    pub app_type: AppType,
     pub compose: &'static str,
 }
 
@@ -26,55 +26,55 @@ pub const CORE_APPS: &[CoreApp] = &[
     CoreApp {
         name: "pihole",
         display_name: "Pi-hole",
-        app_type: "system",
+        app_type: AppType::System,
         compose: include_str!("../../../deploy/coreapps/pihole.yml"),
     },
     CoreApp {
         name: "npm",
         display_name: "Nginx Proxy Manager",
-        app_type: "system",
+        app_type: AppType::System,
         compose: include_str!("../../../deploy/coreapps/npm.yml"),
     },
     CoreApp {
         name: "registry",
         display_name: "Image registry",
-        app_type: "system",
+        app_type: AppType::System,
         compose: include_str!("../../../deploy/coreapps/registry.yml"),
     },
     CoreApp {
         name: "dozzle",
         display_name: "Dozzle",
-        app_type: "platform",
+        app_type: AppType::Platform,
         compose: include_str!("../../../deploy/coreapps/dozzle.yml"),
     },
     CoreApp {
         name: "filebrowser",
         display_name: "File Browser",
-        app_type: "platform",
+        app_type: AppType::Platform,
         compose: include_str!("../../../deploy/coreapps/filebrowser.yml"),
     },
     CoreApp {
         name: "kiwix",
         display_name: "Kiwix",
-        app_type: "platform",
+        app_type: AppType::Platform,
         compose: include_str!("../../../deploy/coreapps/kiwix.yml"),
     },
     CoreApp {
         name: "wireguard",
         display_name: "WireGuard",
-        app_type: "network",
+        app_type: AppType::Network,
         compose: include_str!("../../../deploy/coreapps/wireguard.yml"),
     },
     CoreApp {
         name: "ollama",
         display_name: "Ollama",
-        app_type: "ai",
+        app_type: AppType::Ai,
         compose: include_str!("../../../deploy/coreapps/ollama.yml"),
     },
     CoreApp {
         name: "chromadb",
         display_name: "ChromaDB",
-        app_type: "ai",
+        app_type: AppType::Ai,
         compose: include_str!("../../../deploy/coreapps/chromadb.yml"),
     },
 ];
@@ -97,17 +97,24 @@ pub fn translate(
 }
 
 /// The system's domain, under which every app is named.
-pub async fn domain(bus: &cubeos_shared::Bus) -> Result<String, BusError> {
-    let reply = bus.request(REGISTRY, "state.get", &json!({ "key": "domain" })).await?;
-    Ok(reply["value"].as_str().unwrap_or("cubeos.cube").to_owned())
+pub async fn domain(bus: &cubeos_kit::Bus) -> Result<String, BusError> {
+    let reply = bus
+        .call(&StateGet {
+            key: Some("domain".into()),
+        })
+        .await?;
+    Ok(match reply {
+        Settings::One(setting) => setting.value,
+        Settings::All(_) => "cubeos.cube".to_owned(),
+    })
 }
 
 /// Seeds the registry with the core apps it does not have yet; returns their names.
-pub async fn seed(bus: &cubeos_shared::Bus, config: &Config, instance: &str) -> Result<Vec<&'static str>, BusError> {
+pub async fn seed(bus: &cubeos_kit::Bus, config: &Config, instance: &str) -> Result<Vec<&'static str>, BusError> {
     let domain = domain(bus).await?;
     let mut seeded = Vec::new();
     for app in CORE_APPS {
-        match bus.request(REGISTRY, "app.get", &json!({ "name": app.name })).await {
+        match bus.call(&AppGet { name: app.name.into() }).await {
             Ok(_) => continue,
             Err(e) if e.code == ErrorCode::NotFound => {}
             Err(e) => return Err(e),
@@ -122,24 +129,33 @@ pub async fn seed(bus: &cubeos_shared::Bus, config: &Config, instance: &str) -> 
             .ports
             .iter()
             .filter_map(|p| {
-                p.published
-                    .map(|port| json!({ "port": port, "protocol": p.protocol, "description": p.description }))
+                p.published.map(|port| PortSpec {
+                    port: i64::from(port),
+                    protocol: Some(p.protocol),
+                    description: Some(p.description.clone()),
+                    is_primary: None,
+                })
             })
             .collect();
         let web = t.web_port().unwrap_or(80);
-        let record = json!({
-            "name": app.name,
-            "display_name": app.display_name,
-            "type": app.app_type,
-            "source": "cubeos",
-            "category": "infrastructure",
-            "version": t.app.version,
-            "compose_path": compose_path.display().to_string(),
-            "data_path": dir.join("appdata").display().to_string(),
-            "ports": ports,
-            "fqdns": [{ "fqdn": format!("{}.{domain}", app.name), "backend_port": web }],
-        });
-        bus.request(REGISTRY, "app.create", &record).await?;
+        let record = AppCreate {
+            name: app.name.into(),
+            display_name: Some(app.display_name.into()),
+            app_type: Some(app.app_type),
+            source: Some(AppSource::Cubeos),
+            category: Some("infrastructure".into()),
+            version: Some(t.app.version.clone()),
+            compose_path: Some(compose_path.display().to_string()),
+            data_path: Some(dir.join("appdata").display().to_string()),
+            ports,
+            fqdns: vec![FqdnSpec {
+                fqdn: format!("{}.{domain}", app.name),
+                backend_port: i64::from(web),
+                ssl_enabled: None,
+            }],
+            ..AppCreate::default()
+        };
+        bus.call(&record).await?;
         seeded.push(app.name);
     }
     Ok(seeded)

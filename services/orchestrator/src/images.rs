@@ -18,30 +18,9 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bytes::Bytes;
+use cubeos_contract::api::orchestrator::{ImageState, Location};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
-
-/// Where an image was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Location {
-    /// This node's Docker engine has it.
-    Node,
-    /// The configured local registry has it.
-    Registry,
-}
-
-/// One image and whether the box has it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageState {
-    pub image: String,
-    pub present: bool,
-    /// `None` when it is missing.
-    pub location: Option<Location>,
-    /// Bytes on this node, when it is there.
-    pub size: Option<i64>,
-}
 
 /// The registry host an image reference names, if it names one (`host.tld/...`,
 /// `host:port/...`, `localhost/...`): Docker's own rule for the first component.

@@ -39,8 +39,11 @@ pub mod stack;
 
 use std::sync::Arc;
 
-use cubeos_shared::ServiceContext;
-use cubeos_shared::topics::service::ORCHESTRATOR;
+use cubeos_contract::api::orchestrator::{
+    Disable, Enable, ImageList, ImageLoad, Install, JobGet, Logs, Remove, Restart, Start, Status, Stop,
+};
+use cubeos_contract::topics::service::ORCHESTRATOR;
+use cubeos_kit::ServiceContext;
 use tracing::{info, warn};
 
 use service::Orchestrator;
@@ -52,42 +55,24 @@ pub const SERVICE: &str = ORCHESTRATOR;
 pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     let ServiceContext { config, bus, shutdown } = ctx;
     let orch = Arc::new(Orchestrator::new(bus.clone(), config)?);
-    bus.route(&orch, "install", |o, a: service::InstallArgs| async move {
-        o.install(a).await
-    });
-    bus.route(&orch, "start", |o, a: service::AppName| async move {
-        o.start(&a.name).await
-    });
-    bus.route(
+    bus.bind(&orch, |o, _, a: Install| async move { o.install(a).await });
+    bus.bind(&orch, |o, _, a: Start| async move { o.start(&a.name).await });
+    bus.bind(&orch, |o, _, a: Stop| async move { o.stop(&a.name).await });
+    bus.bind(&orch, |o, _, a: Restart| async move { o.restart(&a.name).await });
+    bus.bind(
         &orch,
-        "stop",
-        |o, a: service::AppName| async move { o.stop(&a.name).await },
+        |o, _, a: Enable| async move { o.set_enabled(&a.name, true).await },
     );
-    bus.route(&orch, "restart", |o, a: service::AppName| async move {
-        o.restart(&a.name).await
-    });
-    bus.route(&orch, "enable", |o, a: service::AppName| async move {
-        o.set_enabled(&a.name, true).await
-    });
-    bus.route(&orch, "disable", |o, a: service::AppName| async move {
-        o.set_enabled(&a.name, false).await
-    });
-    bus.route(
+    bus.bind(
         &orch,
-        "remove",
-        |o, a: service::RemoveArgs| async move { o.remove(a).await },
+        |o, _, a: Disable| async move { o.set_enabled(&a.name, false).await },
     );
-    bus.route(&orch, "logs", |o, a: service::LogsArgs| async move { o.logs(a).await });
-    bus.route(&orch, "status", |o, a: service::StatusArgs| async move {
-        o.status(a.name).await
-    });
-    bus.route(&orch, "job.get", |o, a: service::JobArgs| async move { o.job(&a.job) });
-    bus.route(&orch, "image.list", |o, a: service::ImageListArgs| async move {
-        o.image_list(a).await
-    });
-    bus.route(&orch, "image.load", |o, a: service::ImageLoadArgs| async move {
-        o.image_load(a).await
-    });
+    bus.bind(&orch, |o, _, a: Remove| async move { o.remove(a).await });
+    bus.bind(&orch, |o, _, a: Logs| async move { o.logs(a).await });
+    bus.bind(&orch, |o, _, a: Status| async move { o.status(a.name).await });
+    bus.bind(&orch, |o, _, a: JobGet| async move { o.job(&a.job) });
+    bus.bind(&orch, |o, _, a: ImageList| async move { o.image_list(a).await });
+    bus.bind(&orch, |o, _, a: ImageLoad| async move { o.image_load(a).await });
     // Before taking commands: a marker found now belongs to a crashed run.
     orch.recover_interrupted_installs().await;
     match core::seed(&bus, &orch.config, orch.instance()).await {

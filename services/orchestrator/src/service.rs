@@ -7,14 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use cubeos_shared::topics::{
-    self,
-    service::{PORT_ALLOCATOR, REGISTRY},
+use cubeos_contract::api::orchestrator::*;
+use cubeos_contract::api::port_allocator::{Allocate, Allocated};
+use cubeos_contract::api::registry::{
+    AppDelete, AppGet, AppList, AppUpdate, FqdnAdd, FqdnSpec, PortReserve, PortSpec, StateSet,
 };
-use cubeos_shared::{Bus, BusError, Config, ErrorCode, validate};
+use cubeos_contract::models::AppRecord;
+use cubeos_contract::topics;
+use cubeos_contract::validate;
+use cubeos_kit::docker::DockerLink;
+use cubeos_kit::{Bus, BusError, Config, ErrorCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use serde_json::json;
 use tracing::{info, warn};
 
 use crate::compose::{self, Context, PortKey, Translation};
@@ -34,77 +38,14 @@ pub const INSTALL_STEPS: &[&str] = &[
     "converge",
 ];
 
+/// How long an unreachable Docker is believed down before commands try again.
+const DOCKER_RETRY: Duration = Duration::from_secs(1);
+
 /// Marks an install in progress: a restart finding it rolls the install back.
 const INSTALLING_MARKER: &str = ".installing";
 
 /// How long a stopped app's status is followed while its tasks shut down.
 const STOP_FOLLOW: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstallArgs {
-    /// The compose file's text, or
-    pub compose: Option<String>,
-    /// an absolute path to it on the box.
-    pub path: Option<String>,
-    pub name: Option<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub force: bool,
-    /// Keep the app's data directory if the install fails.
-    #[serde(default)]
-    pub keep_data: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppName {
-    pub name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RemoveArgs {
-    pub name: String,
-    #[serde(default)]
-    pub keep_data: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogsArgs {
-    pub name: String,
-    pub tail: Option<i64>,
-    /// Unix seconds.
-    pub since: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatusArgs {
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobArgs {
-    pub job: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImageListArgs {
-    /// These images; without it, every image an installed app uses.
-    pub images: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImageLoadArgs {
-    /// An image archive on this box (what `docker save` writes), absolute.
-    pub path: String,
-}
 
 /// Jobs whose last progress `job.get` still answers.
 const JOBS_KEPT: usize = 64;
@@ -157,38 +98,12 @@ fn create_recorded(dir: &Path, roots: &[PathBuf], created: &mut Vec<PathBuf>) ->
     Ok(())
 }
 
-/// `cubeos/state/apps/<name>/status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppStatus {
-    pub running: bool,
-    /// `running`, `starting`, `stopped`, `failing`, `unknown`.
-    pub health: String,
-    pub replicas: String,
-    pub last_started: String,
-    pub error: String,
-}
-
-/// A progress event on `cubeos/events/apps/<name>/progress`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Progress {
-    pub job: String,
-    pub step: usize,
-    pub of: usize,
-    pub name: String,
-    /// `running`, `done` (the whole job), `failed`.
-    pub status: String,
-    pub message: String,
-    /// On `failed`: the wire error code of what failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<ErrorCode>,
-}
-
 pub struct Orchestrator {
     pub bus: Bus,
     pub config: Arc<Config>,
     /// This installation's id: only Swarm objects labelled with it are touched.
     instance: String,
-    docker: Mutex<Option<Docker>>,
+    docker: DockerLink,
     /// Apps a person stopped: the reconciler leaves them at 0 until started (or
     /// until the next boot: `enabled` means "runs after boot").
     stopped: std::sync::Mutex<HashSet<String>>,
@@ -232,8 +147,8 @@ impl Orchestrator {
         Ok(Orchestrator {
             bus,
             instance: config.instance_id()?,
+            docker: DockerLink::new(config.docker.clone(), DOCKER_RETRY),
             config,
-            docker: Mutex::new(None),
             stopped: Default::default(),
             installing: Default::default(),
             statuses: Default::default(),
@@ -244,17 +159,11 @@ impl Orchestrator {
 
     /// The Docker client, connecting (and negotiating the API version) on demand.
     pub async fn docker(&self) -> Result<Docker, BusError> {
-        let mut slot = self.docker.lock().await;
-        if let Some(d) = slot.as_ref() {
-            return Ok(d.clone());
-        }
-        let d = cubeos_shared::docker::connect(&self.config.docker).await?;
-        *slot = Some(d.clone());
-        Ok(d)
+        self.docker.get().await
     }
 
     async fn forget_docker(&self) {
-        *self.docker.lock().await = None;
+        self.docker.forget().await;
     }
 
     /// This installation's id, as its Swarm objects are labelled.
@@ -330,11 +239,10 @@ impl Orchestrator {
             info!("initialised a Swarm on this node");
         }
         self.bus
-            .request(
-                REGISTRY,
-                "state.set",
-                &json!({ "key": "swarm_initialized", "value": "true" }),
-            )
+            .call(&StateSet {
+                key: "swarm_initialized".into(),
+                value: "true".into(),
+            })
             .await?;
         Ok(())
     }
@@ -385,7 +293,7 @@ impl Orchestrator {
 
     /// `job.get`: a recent job's last progress. A job from before a restart is
     /// `not_found`: the restart rolled back what it had not finished.
-    pub fn job(&self, job: &str) -> Result<Value, BusError> {
+    pub fn job(&self, job: &str) -> Result<Progress, BusError> {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let found = jobs.iter().find(|j| j.job == job).ok_or_else(|| {
             BusError::not_found(format!(
@@ -393,11 +301,11 @@ impl Orchestrator {
                 validate::truncate(job, 64)
             ))
         })?;
-        serde_json::to_value(found).map_err(|e| BusError::internal(e.to_string()))
+        Ok(found.clone())
     }
 
     /// Validates an install and starts it; replies at once with the job id.
-    pub async fn install(self: &Arc<Self>, args: InstallArgs) -> Result<Value, BusError> {
+    pub async fn install(self: &Arc<Self>, args: Install) -> Result<JobStarted, BusError> {
         let text = match (&args.compose, &args.path) {
             (Some(text), None) => text.clone(),
             (None, Some(path)) => {
@@ -425,7 +333,7 @@ impl Orchestrator {
         translation
             .check(args.force)
             .map_err(|e| BusError::bad_request(e.to_string()))?;
-        match self.bus.request(REGISTRY, "app.get", &json!({ "name": name })).await {
+        match self.bus.call(&AppGet { name: name.clone() }).await {
             Ok(_) => {
                 return Err(BusError::conflict(format!(
                     "an app named '{name}' is already installed"
@@ -472,7 +380,11 @@ impl Orchestrator {
             }
             this.reconcile().await;
         });
-        Ok(json!({ "job": job, "app": name, "steps": INSTALL_STEPS }))
+        Ok(JobStarted {
+            job,
+            app: name,
+            steps: INSTALL_STEPS.iter().map(|s| (*s).to_owned()).collect(),
+        })
     }
 
     /// Steps 2.. of an install; on failure everything done is undone and the
@@ -499,13 +411,10 @@ impl Orchestrator {
             create_recorded(&app_dir, &roots, &mut marker.created).map_err(|e| (2, io_error("app directory", e)))?;
             marker.write(&marker_path).map_err(step(2))?;
             let compose_path = app_dir.join("appconfig").join("docker-compose.yml");
-            let mut record = serde_json::to_value(&first.app).map_err(|e| (2, BusError::internal(e.to_string())))?;
-            record["compose_path"] = json!(compose_path.display().to_string());
-            record["data_path"] = json!(ctx.app_data.display().to_string());
-            self.bus
-                .request(REGISTRY, "app.create", &record)
-                .await
-                .map_err(step(2))?;
+            let record = first
+                .app
+                .to_new_app(compose_path.display().to_string(), ctx.app_data.display().to_string());
+            self.bus.call(&record).await.map_err(step(2))?;
             self.progress(job, name, 2, "running", "app registered").await;
 
             // 3. allocate ports: the allocator's choices replace the file's
@@ -522,23 +431,27 @@ impl Orchestrator {
                     protocol: p.protocol,
                 };
                 if p.host_network {
-                    let args =
-                        json!({ "app": name, "port": p.target, "protocol": p.protocol, "description": p.description });
-                    self.bus
-                        .request(REGISTRY, "port.reserve", &args)
-                        .await
-                        .map_err(step(3))?;
+                    let args = PortReserve {
+                        app: name.to_owned(),
+                        spec: PortSpec {
+                            port: i64::from(p.target),
+                            protocol: Some(p.protocol),
+                            description: Some(p.description.clone()),
+                            is_primary: None,
+                        },
+                    };
+                    self.bus.call(&args).await.map_err(step(3))?;
                     placed.push(format!("{} {}/{} (host network)", p.service, p.target, p.protocol));
                     continue;
                 }
-                let preferred: Vec<u16> = p.file_published.into_iter().collect();
-                let args = json!({ "app": name, "protocol": p.protocol, "preferred": preferred });
-                let reply = self
-                    .bus
-                    .request(PORT_ALLOCATOR, "allocate", &args)
-                    .await
-                    .map_err(step(3))?;
-                let port = reply["ports"][0].as_u64().and_then(|v| u16::try_from(v).ok());
+                let args = Allocate {
+                    app: name.to_owned(),
+                    protocol: Some(p.protocol),
+                    preferred: p.file_published.into_iter().map(i64::from).collect(),
+                    ..Allocate::default()
+                };
+                let reply = self.bus.call(&args).await.map_err(step(3))?;
+                let port = reply.ports.first().copied();
                 let port = port.ok_or_else(|| (3, BusError::internal("the allocator returned no port")))?;
                 ctx.allocations.insert(key, port);
                 placed.push(port_placement(p, port, &reply));
@@ -584,8 +497,15 @@ impl Orchestrator {
             let fqdn = format!("{name}.{domain}");
             match web {
                 Some(port) => {
-                    let args = json!({ "app": name, "fqdn": fqdn, "backend_port": port });
-                    self.bus.request(REGISTRY, "fqdn.add", &args).await.map_err(step(6))?;
+                    let args = FqdnAdd {
+                        app: name.to_owned(),
+                        spec: FqdnSpec {
+                            fqdn: fqdn.clone(),
+                            backend_port: i64::from(port),
+                            ssl_enabled: None,
+                        },
+                    };
+                    self.bus.call(&args).await.map_err(step(6))?;
                     self.progress(job, name, 6, "running", format!("{fqdn} -> :{port}"))
                         .await;
                 }
@@ -659,7 +579,7 @@ impl Orchestrator {
                 Err(e) => warn!(app = name, error = %e, "rollback: stack not removed"),
             }
         }
-        match self.bus.request(REGISTRY, "app.delete", &json!({ "name": name })).await {
+        match self.bus.call(&AppDelete { name: name.to_owned() }).await {
             Ok(_) => {}
             Err(e) if e.code == ErrorCode::NotFound => {}
             Err(e) => warn!(app = name, error = %e, "rollback: app row not removed"),
@@ -755,7 +675,7 @@ impl Orchestrator {
 
     /// `image.list`: the images asked for, or every image an installed app uses,
     /// and whether this box has each.
-    pub async fn image_list(&self, args: ImageListArgs) -> Result<Value, BusError> {
+    pub async fn image_list(&self, args: ImageList) -> Result<ImageReport, BusError> {
         let docker = self.docker().await?;
         // Each image once, in the order asked (or found), with the apps using it.
         let mut users: Vec<(String, Vec<String>)> = Vec::new();
@@ -784,9 +704,9 @@ impl Orchestrator {
                 }
             }
             None => {
-                let apps = self.bus.request(REGISTRY, "app.list", &json!({})).await?;
-                for app in apps.as_array().into_iter().flatten() {
-                    let Some(name) = app["name"].as_str() else { continue };
+                let apps = self.bus.call(&AppList::default()).await?;
+                for app in &apps {
+                    let name = app.app.name.as_str();
                     let services = match self.load_stack(name) {
                         Some(spec) => spec.services,
                         None => continue,
@@ -800,21 +720,20 @@ impl Orchestrator {
         let wanted: Vec<String> = users.iter().map(|(i, _)| i.clone()).collect();
         let states = images::check(&docker, &self.config.orchestrator.local_registry, &wanted).await;
         let other_nodes = other_nodes(&docker).await;
-        let rows: Vec<Value> = states
+        let images = states
             .into_iter()
-            .zip(&users)
-            .map(|(s, (_, apps))| {
-                let mut row = serde_json::to_value(&s).unwrap_or_default();
-                row["apps"] = json!(apps);
-                row
-            })
+            .zip(users)
+            .map(|(state, (_, apps))| ImageRow { state, apps })
             .collect();
-        Ok(json!({ "images": rows, "other_nodes_unchecked": other_nodes }))
+        Ok(ImageReport {
+            images,
+            other_nodes_unchecked: other_nodes,
+        })
     }
 
     /// `image.load`: starts loading an image archive from this box into Docker;
     /// replies at once with the job, then publishes its progress (bytes sent).
-    pub async fn image_load(self: &Arc<Self>, args: ImageLoadArgs) -> Result<Value, BusError> {
+    pub async fn image_load(self: &Arc<Self>, args: ImageLoad) -> Result<LoadStarted, BusError> {
         let path = PathBuf::from(&args.path);
         if !path.is_absolute() {
             return Err(BusError::bad_request("path: must be absolute (a file on the box)"));
@@ -883,12 +802,16 @@ impl Orchestrator {
             };
             this.publish_progress(&topics::image_progress(), last).await;
         });
-        Ok(json!({ "job": job, "path": args.path, "bytes": size }))
+        Ok(LoadStarted {
+            job,
+            path: args.path,
+            bytes: size,
+        })
     }
 
-    async fn require_app(&self, name: &str) -> Result<Value, BusError> {
+    async fn require_app(&self, name: &str) -> Result<AppRecord, BusError> {
         validate::name("name", name)?;
-        self.bus.request(REGISTRY, "app.get", &json!({ "name": name })).await
+        self.bus.call(&AppGet { name: name.to_owned() }).await
     }
 
     async fn stack_services(&self, docker: &Docker, name: &str) -> Result<Vec<String>, BusError> {
@@ -901,13 +824,13 @@ impl Orchestrator {
             .collect())
     }
 
-    pub async fn start(&self, name: &str) -> Result<Value, BusError> {
+    pub async fn start(&self, name: &str) -> Result<AppChanged, BusError> {
         self.require_app(name).await?;
         self.start_known(name).await
     }
 
     /// [`Self::start`] of an app already looked up.
-    async fn start_known(&self, name: &str) -> Result<Value, BusError> {
+    async fn start_known(&self, name: &str) -> Result<AppChanged, BusError> {
         self.stopped.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
         let docker = self.docker().await?;
         let spec = self
@@ -915,14 +838,18 @@ impl Orchestrator {
             .ok_or_else(|| BusError::not_found(format!("'{name}' has no deployment")))?;
         stack::deploy(&docker, &spec).await.map_err(docker_error)?;
         self.refresh_status(name).await;
-        Ok(json!({ "app": name, "started": true }))
+        Ok(AppChanged {
+            app: name.to_owned(),
+            started: Some(true),
+            ..AppChanged::default()
+        })
     }
 
     fn is_stopped(&self, name: &str) -> bool {
         self.stopped.lock().unwrap_or_else(|p| p.into_inner()).contains(name)
     }
 
-    pub async fn stop(self: &Arc<Self>, name: &str) -> Result<Value, BusError> {
+    pub async fn stop(self: &Arc<Self>, name: &str) -> Result<AppChanged, BusError> {
         self.require_app(name).await?;
         self.stop_known(name).await
     }
@@ -930,7 +857,7 @@ impl Orchestrator {
     /// [`Self::stop`] of an app already looked up. Its tasks go on serving until
     /// they exit (Swarm's stop grace period), so its status says `stopping` and is
     /// followed until they are gone.
-    async fn stop_known(self: &Arc<Self>, name: &str) -> Result<Value, BusError> {
+    async fn stop_known(self: &Arc<Self>, name: &str) -> Result<AppChanged, BusError> {
         self.stopped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -957,10 +884,14 @@ impl Orchestrator {
                 this.refresh_status(&app).await;
             }
         });
-        Ok(json!({ "app": name, "stopped": true }))
+        Ok(AppChanged {
+            app: name.to_owned(),
+            stopped: Some(true),
+            ..AppChanged::default()
+        })
     }
 
-    pub async fn restart(&self, name: &str) -> Result<Value, BusError> {
+    pub async fn restart(&self, name: &str) -> Result<AppChanged, BusError> {
         self.require_app(name).await?;
         let docker = self.docker().await?;
         let services = self.stack_services(&docker, name).await?;
@@ -970,13 +901,21 @@ impl Orchestrator {
         for service in services {
             stack::force_update(&docker, &service).await.map_err(docker_error)?;
         }
-        Ok(json!({ "app": name, "restarted": true }))
+        Ok(AppChanged {
+            app: name.to_owned(),
+            restarted: Some(true),
+            ..AppChanged::default()
+        })
     }
 
-    pub async fn set_enabled(self: &Arc<Self>, name: &str, enabled: bool) -> Result<Value, BusError> {
+    pub async fn set_enabled(self: &Arc<Self>, name: &str, enabled: bool) -> Result<AppChanged, BusError> {
         self.require_app(name).await?;
         self.bus
-            .request(REGISTRY, "app.update", &json!({ "name": name, "enabled": enabled }))
+            .call(&AppUpdate {
+                name: name.to_owned(),
+                enabled: Some(enabled),
+                ..AppUpdate::default()
+            })
             .await?;
         if enabled {
             self.start_known(name).await
@@ -985,7 +924,7 @@ impl Orchestrator {
         }
     }
 
-    pub async fn remove(&self, args: RemoveArgs) -> Result<Value, BusError> {
+    pub async fn remove(&self, args: Remove) -> Result<Removed, BusError> {
         self.require_app(&args.name).await?;
         let docker = self.docker().await?;
         // The reconciler must not recreate what is being taken down: between the
@@ -1007,7 +946,9 @@ impl Orchestrator {
                 .await
                 .map_err(docker_error)?;
             self.bus
-                .request(REGISTRY, "app.delete", &json!({ "name": args.name }))
+                .call(&AppDelete {
+                    name: args.name.clone(),
+                })
                 .await?;
             Ok::<_, BusError>(removal)
         }
@@ -1032,15 +973,15 @@ impl Orchestrator {
         if let Err(e) = self.bus.clear_state(&topics::app_status(&args.name)).await {
             warn!(error = %e, "status clear not sent");
         }
-        Ok(json!({
-            "app": args.name,
-            "removed": true,
-            "data_kept": args.keep_data,
-            "volumes_left": removal.volumes_left,
-        }))
+        Ok(Removed {
+            app: args.name,
+            removed: true,
+            data_kept: args.keep_data,
+            volumes_left: removal.volumes_left,
+        })
     }
 
-    pub async fn logs(&self, args: LogsArgs) -> Result<Value, BusError> {
+    pub async fn logs(&self, args: Logs) -> Result<LogLines, BusError> {
         use futures_util::StreamExt;
         self.require_app(&args.name).await?;
         let tail = args.tail.unwrap_or(100);
@@ -1071,10 +1012,10 @@ impl Orchestrator {
                 }
             }
         }
-        Ok(json!({ "app": args.name, "lines": lines }))
+        Ok(LogLines { app: args.name, lines })
     }
 
-    pub async fn status(&self, name: Option<String>) -> Result<Value, BusError> {
+    pub async fn status(&self, name: Option<String>) -> Result<Statuses, BusError> {
         match name {
             Some(name) => {
                 self.require_app(&name).await?;
@@ -1085,29 +1026,24 @@ impl Orchestrator {
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&name)
                     .cloned();
-                Ok(json!({ "app": name, "status": status }))
+                Ok(Statuses::One { app: name, status })
             }
             None => {
                 // Until the first reconcile pass has seen every app, the ones not
                 // seen yet are looked at now: no app goes without a status.
-                let apps = self.bus.request(REGISTRY, "app.list", &json!({})).await?;
+                let apps = self.bus.call(&AppList::default()).await?;
                 let unseen: Vec<String> = {
                     let known = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
-                    apps.as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| a["name"].as_str())
-                        .filter(|n| !known.contains_key(*n))
-                        .map(str::to_owned)
+                    apps.into_iter()
+                        .map(|a| a.app.name)
+                        .filter(|n| !known.contains_key(n))
                         .collect()
                 };
                 for name in unseen {
                     self.refresh_status(&name).await;
                 }
-                Ok(
-                    serde_json::to_value(&*self.statuses.lock().unwrap_or_else(|p| p.into_inner()))
-                        .unwrap_or(Value::Null),
-                )
+                let all = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(Statuses::All(all.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
             }
         }
     }
@@ -1138,19 +1074,14 @@ impl Orchestrator {
 
     /// One pass: registry vs Swarm; create, scale, remove; publish statuses.
     pub async fn reconcile(&self) {
-        let apps = match self.bus.request(REGISTRY, "app.list", &json!({})).await {
+        let apps = match self.bus.call(&AppList::default()).await {
             Ok(apps) => apps,
             Err(e) => {
                 warn!(error = %e, "reconcile: registry unavailable");
                 return;
             }
         };
-        let names: Vec<(String, bool)> = apps
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| Some((a["name"].as_str()?.to_owned(), a["enabled"].as_bool().unwrap_or(true))))
-            .collect();
+        let names: Vec<(String, bool)> = apps.into_iter().map(|a| (a.app.name, a.app.enabled)).collect();
         let docker = match self.docker().await {
             Ok(d) => d,
             Err(e) => {
@@ -1342,15 +1273,11 @@ async fn other_nodes(docker: &Docker) -> usize {
 
 /// How a published port was placed, for the install's progress: the port the app
 /// got and, when it is not the one the file asked for, why.
-fn port_placement(p: &crate::compose::PublishedPort, got: u16, reply: &Value) -> String {
+fn port_placement(p: &crate::compose::PublishedPort, got: u16, reply: &Allocated) -> String {
     let placed = format!("{} {}/{} -> {got}", p.service, p.target, p.protocol);
     match p.file_published {
         Some(asked) if asked != got => {
-            let why = reply["notes"]
-                .as_array()
-                .and_then(|n| n.first())
-                .and_then(Value::as_str)
-                .unwrap_or("not free");
+            let why = reply.notes.first().map_or("not free", String::as_str);
             format!("{placed} (the file asked for {asked}: {why})")
         }
         Some(_) => placed,
@@ -1360,7 +1287,7 @@ fn port_placement(p: &crate::compose::PublishedPort, got: u16, reply: &Value) ->
 
 /// Keeps the reconciler going: at start, every interval, and on Docker service
 /// events; reconnects to Docker with backoff when it goes away.
-pub async fn reconcile_loop(orch: Arc<Orchestrator>, mut shutdown: cubeos_shared::service::Shutdown) {
+pub async fn reconcile_loop(orch: Arc<Orchestrator>, mut shutdown: cubeos_kit::service::Shutdown) {
     use futures_util::StreamExt;
     let interval = orch.config.orchestrator.reconcile_interval;
     let mut backoff = Duration::from_secs(1);

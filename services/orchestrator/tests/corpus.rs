@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::{EndpointPortConfigPublishModeEnum, MountType, ServiceSpec};
+use cubeos_contract::models::{AppSource, Protocol};
 use cubeos_orchestrator::compose::{
     Context, Outcome, PortKey, SystemVars, Translation, Vars, name_from_file, translate,
 };
-use cubeos_shared::models::{AppSource, Protocol};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/casaos-appstore/apps")

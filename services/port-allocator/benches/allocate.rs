@@ -3,15 +3,15 @@
 //! `MAX(port)+1` query on the same database in the same run; and the seed's
 //! failure case (the top port taken, free ports below) next to ours.
 //!
-//! Run: `cargo bench -p cubeos-port-allocator --bench allocate`.
+//! Run: `cargo bench -p cubeos-port-allocator --bench allocate`; `cargo test`
+//! runs it short.
 
 use std::time::{Duration, Instant};
 
-use cubeos_tests::System;
+use cubeos_tests::{System, bench};
 use serde_json::json;
 use sqlx::ConnectOptions;
 
-const ROUNDS: usize = 200;
 const SEED_QUERY: &str = "SELECT COALESCE(MAX(port), 6099) FROM port_allocations WHERE port >= 6100 AND port <= 6999";
 
 fn pct(samples: &mut [Duration], q: f64) -> Duration {
@@ -21,8 +21,10 @@ fn pct(samples: &mut [Duration], q: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    bench::announce("allocate");
+    let rounds = bench::scaled(200, 10);
     let mut system = System::start_with(|c| c.docker.socket = "/nonexistent/docker.sock".into()).await;
-    system.start_port_allocator().await;
+    system.start_service("port-allocator").await;
     let bus = system.client("bench").await;
     bus.request("registry", "app.create", &json!({ "name": "filler" }))
         .await
@@ -45,10 +47,10 @@ async fn main() {
     // Let the allocator see the 800 reservations (retained app states).
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Ours: allocate, then release so that 800 stay in use.
-    let mut ours = Vec::with_capacity(ROUNDS);
+    let mut ours = Vec::with_capacity(rounds);
     let start = Instant::now();
     let mut first = 0;
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         let t = Instant::now();
         let reply = bus
             .request("port-allocator", "allocate", &json!({ "app": "bench" }))
@@ -70,10 +72,10 @@ async fn main() {
         .connect()
         .await
         .unwrap();
-    let mut seed = Vec::with_capacity(ROUNDS);
+    let mut seed = Vec::with_capacity(rounds);
     let mut seed_answer = 0;
     let start = Instant::now();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         let t = Instant::now();
         let max: i64 = sqlx::query_scalar(SEED_QUERY).fetch_one(&mut conn).await.unwrap();
         seed.push(t.elapsed());
@@ -88,18 +90,18 @@ async fn main() {
         pct(&mut seed, 0.5),
         pct(&mut seed, 0.99),
     );
-    println!("allocation with 800 of 900 user ports in use ({ROUNDS} rounds)");
+    println!("allocation with 800 of 900 user ports in use ({rounds} rounds)");
     println!(
         "  ours (bus round trip, store + host sockets, registry commit): p50 {:.3} ms  p99 {:.3} ms  {:.0} allocations/s",
         ms(o50),
         ms(o99),
-        ROUNDS as f64 / ours_wall.as_secs_f64()
+        rounds as f64 / ours_wall.as_secs_f64()
     );
     println!(
         "  seed MAX(port)+1 query alone (no reservation, no commit):     p50 {:.3} ms  p99 {:.3} ms  {:.0} queries/s",
         ms(s50),
         ms(s99),
-        ROUNDS as f64 / seed_wall.as_secs_f64()
+        rounds as f64 / seed_wall.as_secs_f64()
     );
     println!(
         "  ratio ours/seed: p50 x{:.1}  p99 x{:.1}",

@@ -32,15 +32,17 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cubeos_shared::config::DockerConfig;
-use cubeos_shared::models::{AppType, Protocol};
-use cubeos_shared::topics::{
-    self,
-    service::{PORT_ALLOCATOR, REGISTRY},
+use cubeos_contract::api::port_allocator::{
+    Allocate, Allocated, Available, AvailablePorts, Check, Holder, PortCheck, PortStats, Release, Stats,
 };
-use cubeos_shared::{Bus, BusError, ErrorCode, ServiceContext, procnet, validate};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use cubeos_contract::api::registry::{AppGet, PortList, PortRelease, PortReserve, PortSpec, Released};
+use cubeos_contract::models::{AppRecord, AppType, Protocol};
+use cubeos_contract::topics::{self, service::PORT_ALLOCATOR};
+use cubeos_contract::validate;
+use cubeos_kit::config::DockerConfig;
+use cubeos_kit::docker::DockerLink;
+use cubeos_kit::{Bus, BusError, ErrorCode, ServiceContext, procnet};
+use serde_json::json;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -58,10 +60,9 @@ pub const MAX_COUNT: i64 = 64;
 pub struct Allocator {
     bus: Bus,
     ranges: Ranges,
-    docker_config: DockerConfig,
-    /// Connected on first use and kept; dropped after a failed call. While Docker
-    /// is unreachable, a new attempt is made at most every `DOCKER_RETRY`.
-    docker: Mutex<DockerLink>,
+    /// Connected on first use and kept; while Docker is unreachable (or its
+    /// services cannot be listed), asked again at most every `DOCKER_RETRY`.
+    docker: DockerLink,
     proc_root: PathBuf,
     /// Every app's type and ports, kept from the registry's retained app states:
     /// allocations read it instead of asking for every reservation each time. A
@@ -77,13 +78,6 @@ pub struct Allocator {
     lock: Mutex<()>,
 }
 
-/// The allocator's connection to Docker.
-enum DockerLink {
-    Idle,
-    Up(bollard::Docker),
-    Down { since: std::time::Instant, reason: String },
-}
-
 /// How long a reading of the host's socket tables serves allocations.
 const HOST_SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -97,67 +91,12 @@ struct KnownApp {
     ports: Vec<(u16, Protocol)>,
 }
 
-/// The part of `cubeos/state/apps/<name>` the allocator reads.
-#[derive(Debug, Deserialize)]
-struct AppState {
-    #[serde(rename = "type")]
-    app_type: AppType,
-    ports: Vec<PortState>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PortState {
-    port: u16,
-    protocol: Protocol,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AllocateArgs {
-    app: String,
-    protocol: Option<Protocol>,
-    count: Option<i64>,
-    #[serde(default)]
-    preferred: Vec<i64>,
-    #[serde(rename = "type")]
-    app_type: Option<AppType>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReleaseArgs {
-    app: String,
-    port: Option<i64>,
-    protocol: Option<Protocol>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckArgs {
-    port: i64,
-    protocol: Option<Protocol>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AvailableArgs {
-    #[serde(rename = "type")]
-    app_type: Option<AppType>,
-    protocol: Option<Protocol>,
-    limit: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
 impl Allocator {
     pub fn new(bus: Bus, ranges: Ranges, docker: DockerConfig) -> Self {
         Allocator {
             bus,
             ranges,
-            docker_config: docker,
-            docker: Mutex::new(DockerLink::Idle),
+            docker: DockerLink::new(docker, DOCKER_RETRY),
             proc_root: PathBuf::from("/proc"),
             known: std::sync::Mutex::new(HashMap::new()),
             host_snapshot: std::sync::Mutex::new(None),
@@ -173,12 +112,16 @@ impl Allocator {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if payload.is_empty() {
             known.remove(name);
-        } else if let Ok(state) = serde_json::from_slice::<AppState>(payload) {
-            let ports = state.ports.iter().map(|p| (p.port, p.protocol)).collect();
+        } else if let Ok(state) = serde_json::from_slice::<AppRecord>(payload) {
+            let ports = state
+                .ports
+                .iter()
+                .filter_map(|p| Some((u16::try_from(p.port).ok()?, p.protocol)))
+                .collect();
             known.insert(
                 name.to_owned(),
                 KnownApp {
-                    app_type: state.app_type,
+                    app_type: state.app.app_type,
                     ports,
                 },
             );
@@ -198,12 +141,9 @@ impl Allocator {
     pub async fn occupancy(&self, fresh: bool) -> Result<Occupancy, BusError> {
         let mut occ = Occupancy::default();
         if fresh {
-            let held = self.bus.request(REGISTRY, "port.list", &json!({})).await?;
-            for row in held.as_array().into_iter().flatten() {
-                let port = row["port"].as_u64().and_then(|p| u16::try_from(p).ok());
-                let protocol = serde_json::from_value::<Protocol>(row["protocol"].clone()).ok();
-                if let (Some(port), Some(protocol), Some(app)) = (port, protocol, row["app"].as_str()) {
-                    occ.db.insert((port, protocol), app.to_owned());
+            for held in self.bus.call(&PortList::default()).await? {
+                if let Ok(port) = u16::try_from(held.allocation.port) {
+                    occ.db.insert((port, held.allocation.protocol), held.app);
                 }
             }
         } else {
@@ -232,41 +172,18 @@ impl Allocator {
     }
 
     async fn swarm_ports(&self) -> Result<swarm::Published, String> {
-        let mut link = self.docker.lock().await;
-        if let DockerLink::Down { since, reason } = &*link
-            && since.elapsed() < DOCKER_RETRY
-        {
-            return Err(reason.clone());
-        }
-        if !matches!(*link, DockerLink::Up(_)) {
-            match cubeos_shared::docker::connect(&self.docker_config).await {
-                Ok(docker) => *link = DockerLink::Up(docker),
-                Err(e) => {
-                    *link = DockerLink::Down {
-                        since: std::time::Instant::now(),
-                        reason: e.message.clone(),
-                    };
-                    return Err(e.message);
-                }
-            }
-        }
-        let DockerLink::Up(docker) = &*link else {
-            return Err("no Docker client".into());
-        };
-        match swarm::published_ports(docker).await {
+        let docker = self.docker.get().await.map_err(|e| e.message)?;
+        match swarm::published_ports(&docker).await {
             Ok(published) => Ok(published),
             Err(e) => {
                 let reason = format!("Swarm services could not be listed: {e}");
-                *link = DockerLink::Down {
-                    since: std::time::Instant::now(),
-                    reason: reason.clone(),
-                };
+                self.docker.failed(BusError::unavailable(reason.clone())).await;
                 Err(reason)
             }
         }
     }
 
-    async fn allocate(&self, args: AllocateArgs) -> Result<Value, BusError> {
+    async fn allocate(&self, args: Allocate) -> Result<Allocated, BusError> {
         validate::name("app", &args.app)?;
         let count = args.count.unwrap_or(1);
         if !(1..=MAX_COUNT).contains(&count) {
@@ -282,13 +199,7 @@ impl Allocator {
         let protocol = args.protocol.unwrap_or(Protocol::Tcp);
         let app_type = match args.app_type.or_else(|| self.known_type(&args.app)) {
             Some(t) => t,
-            None => {
-                let app = self
-                    .bus
-                    .request(REGISTRY, "app.get", &json!({ "name": args.app }))
-                    .await?;
-                serde_json::from_value(app["type"].clone()).unwrap_or(AppType::User)
-            }
+            None => self.bus.call(&AppGet { name: args.app.clone() }).await?.app.app_type,
         };
 
         let _one_at_a_time = self.lock.lock().await;
@@ -305,8 +216,16 @@ impl Allocator {
                 continue;
             }
             let primary = got.is_empty() && preferred.first() == Some(&port);
-            let reserve = json!({ "app": args.app, "port": port, "protocol": protocol, "is_primary": primary });
-            match self.bus.request(REGISTRY, "port.reserve", &reserve).await {
+            let reserve = PortReserve {
+                app: args.app.clone(),
+                spec: PortSpec {
+                    port: i64::from(port),
+                    protocol: Some(protocol),
+                    description: None,
+                    is_primary: Some(primary),
+                },
+            };
+            match self.bus.call(&reserve).await {
                 Ok(_) => {
                     got.push(port);
                     self.remember(&args.app, app_type, port, protocol);
@@ -342,7 +261,13 @@ impl Allocator {
             ))
             .with_details(json!({ "in_use": in_use, "size": range.len(), "swarm": occ.swarm_check() })));
         }
-        Ok(json!({ "app": args.app, "protocol": protocol, "ports": got, "notes": notes, "swarm": occ.swarm_check() }))
+        Ok(Allocated {
+            app: args.app,
+            protocol,
+            ports: got,
+            notes,
+            swarm: occ.swarm_check(),
+        })
     }
 
     fn remember(&self, app: &str, app_type: AppType, port: u16, protocol: Protocol) {
@@ -359,45 +284,36 @@ impl Allocator {
 
     async fn undo(&self, app: &str, ports: &[u16], protocol: Protocol) {
         for port in ports {
-            if let Err(e) = self
-                .bus
-                .request(
-                    REGISTRY,
-                    "port.release",
-                    &json!({ "app": app, "port": port, "protocol": protocol }),
-                )
-                .await
-            {
+            let release = PortRelease {
+                app: app.to_owned(),
+                port: Some(i64::from(*port)),
+                protocol: Some(protocol),
+            };
+            if let Err(e) = self.bus.call(&release).await {
                 warn!(app, port, error = %e, "could not undo a partial allocation");
             }
         }
     }
 
-    async fn release(&self, args: ReleaseArgs) -> Result<Value, BusError> {
+    async fn release(&self, args: Release) -> Result<Released, BusError> {
         validate::name("app", &args.app)?;
         if let Some(p) = args.port {
             validate::port("port", p)?;
         }
         let reply = self
             .bus
-            .request(
-                REGISTRY,
-                "port.release",
-                &json!({ "app": args.app, "port": args.port, "protocol": args.protocol }),
-            )
+            .call(&PortRelease {
+                app: args.app.clone(),
+                port: args.port,
+                protocol: args.protocol,
+            })
             .await?;
         // Forget them now: the registry's state update follows, but a caller may
         // allocate again before it arrives.
-        let released: Vec<(u16, Protocol)> = reply["released"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| {
-                Some((
-                    u16::try_from(r["port"].as_u64()?).ok()?,
-                    serde_json::from_value(r["protocol"].clone()).ok()?,
-                ))
-            })
+        let released: Vec<(u16, Protocol)> = reply
+            .released
+            .iter()
+            .filter_map(|r| Some((u16::try_from(r.port).ok()?, r.protocol)))
             .collect();
         if let Some(k) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&args.app) {
             k.ports.retain(|p| !released.contains(p));
@@ -405,40 +321,48 @@ impl Allocator {
         Ok(reply)
     }
 
-    async fn check(&self, args: CheckArgs) -> Result<Value, BusError> {
+    async fn check(&self, args: Check) -> Result<PortCheck, BusError> {
         let port = validate::port("port", args.port)?;
         let protocol = args.protocol.unwrap_or(Protocol::Tcp);
         let occ = self.occupancy(true).await?;
         let key = (port, protocol);
         let mut held_by = Vec::new();
         if let Some(app) = occ.db.get(&key) {
-            held_by.push(json!({ "kind": "app", "app": app }));
+            held_by.push(Holder::App { app: app.clone() });
         }
         if let Some(inodes) = occ.host.get(&key) {
             let holders = procnet::holders(&self.proc_root, inodes);
             if holders.is_empty() {
-                held_by.push(json!({ "kind": "socket", "process": null }));
+                held_by.push(Holder::Socket {
+                    pid: None,
+                    process: None,
+                });
             }
             for h in holders {
-                held_by.push(json!({ "kind": "socket", "pid": h.pid, "process": h.process }));
+                held_by.push(Holder::Socket {
+                    pid: Some(h.pid),
+                    process: Some(h.process),
+                });
             }
         }
         if let Some(service) = occ.swarm.as_ref().and_then(|s| s.get(&key)) {
-            held_by.push(json!({ "kind": "swarm", "service": service }));
+            held_by.push(Holder::Swarm {
+                service: service.clone(),
+            });
         }
-        Ok(json!({
-            "port": port,
-            "protocol": protocol,
-            "free": held_by.is_empty(),
-            "range": self.ranges.type_of(port),
-            "reserved": self.ranges.reserved.contains(&port),
-            "held_by": held_by,
-            "summary": describe(port, protocol, &occ),
-            "swarm": occ.swarm_check(),
-        }))
+        Ok(PortCheck {
+            port,
+            protocol,
+            free: held_by.is_empty(),
+            range: self.ranges.type_of(port).map(str::to_owned),
+            reserved: self.ranges.reserved.contains(&port),
+            held_by,
+            summary: describe(port, protocol, &occ),
+            swarm: occ.swarm_check(),
+        })
     }
 
-    async fn available(&self, args: AvailableArgs) -> Result<Value, BusError> {
+    async fn available(&self, args: Available) -> Result<AvailablePorts, BusError> {
         let limit = args.limit.unwrap_or(20);
         if !(1..=1000).contains(&limit) {
             return Err(BusError::bad_request(format!(
@@ -450,16 +374,21 @@ impl Allocator {
         let occ = self.occupancy(false).await?;
         let (ports, _) = candidates(&self.ranges, app_type, protocol, &[], &occ);
         let ports: Vec<u16> = ports.into_iter().take(limit as usize).collect();
-        Ok(json!({ "type": app_type.as_str(), "protocol": protocol, "ports": ports, "swarm": occ.swarm_check() }))
+        Ok(AvailablePorts {
+            app_type,
+            protocol,
+            ports,
+            swarm: occ.swarm_check(),
+        })
     }
 
-    async fn stats(&self) -> Result<Value, BusError> {
+    async fn stats(&self) -> Result<PortStats, BusError> {
         let occ = self.occupancy(false).await?;
-        Ok(json!({
-            "tcp": stats(&self.ranges, &occ, Protocol::Tcp),
-            "udp": stats(&self.ranges, &occ, Protocol::Udp),
-            "swarm": occ.swarm_check(),
-        }))
+        Ok(PortStats {
+            tcp: stats(&self.ranges, &occ, Protocol::Tcp),
+            udp: stats(&self.ranges, &occ, Protocol::Udp),
+            swarm: occ.swarm_check(),
+        })
     }
 
     /// Recomputes and publishes `cubeos/state/ports`.
@@ -484,21 +413,14 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     } = ctx;
     let ranges = Ranges::from_config(&config.ports).map_err(anyhow::Error::msg)?;
     let allocator = Arc::new(Allocator::new(bus.clone(), ranges, config.docker.clone()));
-    bus.route(&allocator, "allocate", |a, args: AllocateArgs| async move {
-        a.allocate(args).await
-    });
-    bus.route(&allocator, "release", |a, args: ReleaseArgs| async move {
-        a.release(args).await
-    });
-    bus.route(
+    bus.bind(&allocator, |a, _, args: Allocate| async move { a.allocate(args).await });
+    bus.bind(&allocator, |a, _, args: Release| async move { a.release(args).await });
+    bus.bind(&allocator, |a, _, args: Check| async move { a.check(args).await });
+    bus.bind(
         &allocator,
-        "check",
-        |a, args: CheckArgs| async move { a.check(args).await },
+        |a, _, args: Available| async move { a.available(args).await },
     );
-    bus.route(&allocator, "available", |a, args: AvailableArgs| async move {
-        a.available(args).await
-    });
-    bus.route(&allocator, "stats", |a, _: NoArgs| async move { a.stats().await });
+    bus.bind(&allocator, |a, _, _: Stats| async move { a.stats().await });
     let mut app_changes = bus
         .subscribe(&topics::all_app_states(), rumqttc::QoS::AtMostOnce)
         .await?;

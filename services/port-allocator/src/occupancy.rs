@@ -4,12 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cubeos_shared::models::{AppType, Protocol};
-use serde::Serialize;
+use cubeos_contract::api::port_allocator::{RangeStats, SwarmCheck};
+use cubeos_contract::models::{AppType, Protocol};
 
 use crate::ranges::Ranges;
 use crate::swarm::Published;
-use cubeos_shared::procnet::Bound;
+use cubeos_kit::procnet::Bound;
 
 /// Everything that holds ports right now.
 #[derive(Debug, Default)]
@@ -20,14 +20,6 @@ pub struct Occupancy {
     /// `None` when Docker could not be asked; see `swarm_error`.
     pub swarm: Option<Published>,
     pub swarm_error: Option<String>,
-}
-
-/// Whether the Swarm check ran, for replies: a reply never pretends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-pub enum SwarmCheck {
-    Checked,
-    Unavailable { reason: String },
 }
 
 impl Occupancy {
@@ -103,16 +95,6 @@ pub fn describe(port: u16, protocol: Protocol, occupancy: &Occupancy) -> String 
 }
 
 /// In use / free per range, for one protocol.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RangeStats {
-    #[serde(rename = "type")]
-    pub app_type: &'static str,
-    pub start: u16,
-    pub end: u16,
-    pub in_use: usize,
-    pub free: usize,
-}
-
 pub fn stats(ranges: &Ranges, occupancy: &Occupancy, protocol: Protocol) -> Vec<RangeStats> {
     ranges
         .by_type
@@ -124,7 +106,7 @@ pub fn stats(ranges: &Ranges, occupancy: &Occupancy, protocol: Protocol) -> Vec<
                 .filter(|p| ranges.allowed(*t, *p) && occupancy.taken(*p, protocol))
                 .count();
             RangeStats {
-                app_type: name,
+                app_type: (*name).to_owned(),
                 start: range.start,
                 end: range.end,
                 in_use,
@@ -137,7 +119,7 @@ pub fn stats(ranges: &Ranges, occupancy: &Occupancy, protocol: Protocol) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cubeos_shared::config::PortsConfig;
+    use cubeos_kit::config::PortsConfig;
 
     fn ranges() -> Ranges {
         let mut c = PortsConfig::default();

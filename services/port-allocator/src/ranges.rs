@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cubeos_shared::config::PortsConfig;
-use cubeos_shared::models::AppType;
+use cubeos_contract::models::AppType;
+use cubeos_kit::config::PortsConfig;
 use serde::Serialize;
 
 /// An inclusive range of ports.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::models::{EndpointPortConfig, EndpointPortConfigProtocolEnum};
-use cubeos_shared::models::Protocol;
+use cubeos_contract::models::Protocol;
 
 /// Published port -> the Swarm service publishing it.
 pub type Published = HashMap<(u16, Protocol), String>;

@@ -3,23 +3,32 @@
 //! dnsmasq + nginx for real (`nginx -t` and a reload included), and Pi-hole + NPM
 //! through their contract servers (HTTP on loopback).
 //!
-//! Run: `cargo bench -p cubeos-proxy --bench reconcile` (release build).
+//! Run: `cargo bench -p cubeos-proxy --bench reconcile` (release build);
+//! `cargo test` runs it short (and skips it without nginx, unless strict).
 
 use std::time::{Duration, Instant};
 
+use cubeos_contract::models::AppRecord;
+use cubeos_kit::Config;
 use cubeos_proxy::backend::{Dns, Proxy};
 use cubeos_proxy::desired::{Desired, Network, desired};
 use cubeos_proxy::{dnsmasq, nginx, npm, pihole};
-use cubeos_shared::Config;
-use cubeos_shared::models::AppRecord;
 use cubeos_tests::fakes::{FakeNpm, FakePihole};
 use cubeos_tests::servers::Nginx;
+use cubeos_tests::{bench, require};
 
-const NAMES: usize = 200;
-const ROUNDS: usize = 5;
+/// How many apps (one fqdn each) the desired state holds.
+fn names() -> usize {
+    bench::scaled(200, 20)
+}
+
+/// Passes per measurement.
+fn rounds() -> usize {
+    bench::scaled(5, 3)
+}
 
 fn apps(port_base: i64) -> Vec<AppRecord> {
-    (0..NAMES)
+    (0..names())
         .map(|i| {
             serde_json::from_value(serde_json::json!({
                 "id": i, "name": format!("app-{i}"), "display_name": "", "description": "", "type": "user",
@@ -43,11 +52,11 @@ fn wanted(port_base: i64) -> Desired {
     desired(&apps(port_base), &network, "127.0.0.1")
 }
 
-/// Median of `ROUNDS` passes of `dns` then `proxy` against `want(round)`.
+/// Median of [`rounds`] passes of `dns` then `proxy` against `want(round)`.
 async fn passes(dns: &mut Dns, proxy: &mut Proxy, want: impl Fn(usize) -> Desired) -> (Duration, usize) {
     let mut times = Vec::new();
     let mut changes = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         let want = want(round);
         let t = Instant::now();
         let d = dns.sync(&want).await.expect("dns pass");
@@ -56,7 +65,7 @@ async fn passes(dns: &mut Dns, proxy: &mut Proxy, want: impl Fn(usize) -> Desire
         changes = d.changes() + p.changes();
     }
     times.sort();
-    (times[ROUNDS / 2], changes)
+    (times[times.len() / 2], changes)
 }
 
 async fn bench(label: &str, dns: &mut Dns, proxy: &mut Proxy) {
@@ -67,7 +76,11 @@ async fn bench(label: &str, dns: &mut Dns, proxy: &mut Proxy) {
     let fill = t.elapsed();
     let (nothing, n0) = passes(dns, proxy, |_| wanted(6100)).await;
     let (everything, n1) = passes(dns, proxy, |round| wanted(if round % 2 == 0 { 16100 } else { 6100 })).await;
-    println!("{label}, {NAMES} fqdns (+4 core hosts), median of {ROUNDS} passes:");
+    println!(
+        "{label}, {} fqdns (+4 core hosts), median of {} passes:",
+        names(),
+        rounds()
+    );
     println!("  first fill (all created):          {fill:?}");
     println!("  nothing to change ({n0} changes):    {nothing:?}");
     println!(
@@ -78,6 +91,10 @@ async fn bench(label: &str, dns: &mut Dns, proxy: &mut Proxy) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    bench::announce("reconcile");
+    if !require("reconcile bench", "nginx") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     // A process that stands in for dnsmasq's pid: it ignores the SIGHUPs.
     let mut hup_sink = std::process::Command::new("sh")

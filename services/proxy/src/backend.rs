@@ -112,6 +112,6 @@ pub async fn run_command(what: &'static str, argv: &[String]) -> Result<(), Stri
         Ok(())
     } else {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        Err(cubeos_shared::validate::truncate(stderr.trim(), 400))
+        Err(cubeos_contract::validate::truncate(stderr.trim(), 400))
     }
 }

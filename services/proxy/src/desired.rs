@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use cubeos_shared::models::{AppRecord, Fqdn};
-use cubeos_shared::validate;
+use cubeos_contract::models::{AppRecord, Fqdn};
+use cubeos_contract::validate;
 use serde::Serialize;
 
 /// Hosts every box serves whatever apps it runs: `(label, port)`, the empty label

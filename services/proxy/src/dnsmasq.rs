@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use cubeos_shared::config::DnsmasqConfig;
+use cubeos_kit::config::DnsmasqConfig;
 
 use crate::backend::{BackendError, MARKER, Outcome};
 use crate::desired::Desired;

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use cubeos_shared::secrets::{Secret, SecretBox};
+use cubeos_contract::secret::Secret;
+use cubeos_kit::secrets::{self, SecretBox};
 use zeroize::Zeroizing;
 
 use crate::backend::BackendError;
@@ -25,8 +26,8 @@ pub fn password(
     key: Option<&SecretBox>,
 ) -> Result<Zeroizing<String>, BackendError> {
     match key {
-        Some(key) => configured.reveal(key).map_err(|_| BackendError::Sealed(what)),
-        None => configured.reveal_plain().ok_or(BackendError::Sealed(what)),
+        Some(key) => key.reveal(configured).map_err(|_| BackendError::Sealed(what)),
+        None => secrets::reveal_plain(configured).ok_or(BackendError::Sealed(what)),
     }
 }
 
@@ -56,7 +57,7 @@ pub async fn rejected(what: &'static str, response: reqwest::Response) -> Backen
 pub fn refused(what: &'static str, status: reqwest::StatusCode, body: &str) -> BackendError {
     BackendError::Rejected(
         what,
-        format!("{status}: {}", cubeos_shared::validate::truncate(body.trim(), 200)),
+        format!("{status}: {}", cubeos_contract::validate::truncate(body.trim(), 200)),
     )
 }
 

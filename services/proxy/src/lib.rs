@@ -37,13 +37,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cubeos_shared::config::{DnsBackendKind, ProxyBackendKind, ProxyConfig};
-use cubeos_shared::models::AppRecord;
-use cubeos_shared::secrets::SecretBox;
-use cubeos_shared::topics::{self, service::PROXY, service::REGISTRY};
-use cubeos_shared::{Bus, BusError, Config, ServiceContext};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use cubeos_contract::api::proxy::{BackendStatus, DnsList, Entries, Entry, ProxyList, ProxyStatus, Sync};
+use cubeos_contract::api::registry::FqdnSetProxyId;
+use cubeos_contract::models::AppRecord;
+use cubeos_contract::topics::{self, service::PROXY};
+use cubeos_kit::config::{DnsBackendKind, ProxyBackendKind, ProxyConfig};
+use cubeos_kit::secrets::SecretBox;
+use cubeos_kit::{Bus, BusError, Config, ServiceContext};
 use tokio::sync::Mutex;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -51,29 +51,6 @@ use backend::{Dns, Outcome, Proxy};
 use desired::{Desired, Network};
 
 pub const SERVICE: &str = PROXY;
-
-/// The health of one backend, as `cubeos/state/proxy` shows it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct BackendStatus {
-    pub backend: &'static str,
-    pub healthy: bool,
-    /// RFC 3339 time of the last successful pass.
-    pub last_sync: Option<String>,
-    pub error: Option<String>,
-    /// Names a person's own entry holds.
-    pub conflicts: Vec<String>,
-    pub entries: usize,
-}
-
-/// `cubeos/state/proxy`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
-    pub dns: BackendStatus,
-    pub proxy: BackendStatus,
-    /// Entries changed by passes whose desired state had not changed: drift repaired.
-    pub drift_repaired: u64,
-    pub passes: u64,
-}
 
 /// What the service knows and holds.
 pub struct ProxyService {
@@ -83,7 +60,7 @@ pub struct ProxyService {
     system: std::sync::Mutex<BTreeMap<String, String>>,
     dns: Mutex<Dns>,
     proxy: Mutex<Proxy>,
-    status: std::sync::Mutex<Status>,
+    status: std::sync::Mutex<ProxyStatus>,
     last: std::sync::Mutex<Last>,
 }
 
@@ -93,16 +70,6 @@ struct Last {
     desired: Option<Desired>,
     dns: Outcome,
     proxy: Outcome,
-}
-
-/// One row of `dns.list` / `proxy.list`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Entry {
-    pub name: String,
-    pub desired: Option<String>,
-    pub actual: Option<String>,
-    /// `ok`, `missing`, `different`, `conflict` (a person's entry holds the name).
-    pub status: String,
 }
 
 impl ProxyService {
@@ -119,13 +86,13 @@ impl ProxyService {
             ProxyBackendKind::Nginx => Proxy::Nginx(nginx::Nginx::new(&p.nginx)),
             ProxyBackendKind::Npm => Proxy::Npm(npm::Npm::new(&p.npm, key.as_ref())),
         };
-        let status = Status {
+        let status = ProxyStatus {
             dns: BackendStatus {
-                backend: dns.name(),
+                backend: dns.name().into(),
                 ..Default::default()
             },
             proxy: BackendStatus {
-                backend: proxy.name(),
+                backend: proxy.name().into(),
                 ..Default::default()
             },
             ..Default::default()
@@ -195,7 +162,7 @@ impl ProxyService {
         if let Ok(outcome) = &proxy {
             self.record_proxy_ids(&want, outcome).await;
         }
-        let now = cubeos_shared::clock::rfc3339(std::time::SystemTime::now());
+        let now = cubeos_kit::clock::rfc3339(std::time::SystemTime::now());
         let mut errors = Vec::new();
         {
             let mut status_guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -247,15 +214,18 @@ impl ProxyService {
         for (fqdn, stored) in &want.rows {
             let actual = outcome.proxy_ids.get(fqdn).copied();
             if actual != *stored {
-                let args = json!({ "fqdn": fqdn, "npm_proxy_id": actual });
-                if let Err(e) = self.bus.request(REGISTRY, "fqdn.set_proxy_id", &args).await {
+                let args = FqdnSetProxyId {
+                    fqdn: fqdn.clone(),
+                    npm_proxy_id: actual,
+                };
+                if let Err(e) = self.bus.call(&args).await {
                     warn!(%fqdn, error = %e, "NPM proxy id not recorded");
                 }
             }
         }
     }
 
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> ProxyStatus {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -267,7 +237,7 @@ impl ProxyService {
     }
 
     /// Desired against actual, per name, for one backend.
-    pub fn entries(&self, dns: bool) -> Value {
+    pub fn entries(&self, dns: bool) -> Entries {
         let want = self.desired().unwrap_or_default();
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let status = self.status();
@@ -309,13 +279,14 @@ impl ProxyService {
                 }
             })
             .collect();
-        json!({ "backend": slot.backend, "healthy": slot.healthy, "error": slot.error, "entries": entries })
+        Entries {
+            backend: slot.backend.clone(),
+            healthy: slot.healthy,
+            error: slot.error.clone(),
+            entries,
+        }
     }
 }
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
 
 /// The service's entry point.
 pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
@@ -325,16 +296,15 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
         mut shutdown,
     } = ctx;
     let service = Arc::new(ProxyService::new(bus.clone(), &config));
-    bus.route(&service, "dns.list", |s, _: NoArgs| async move {
+    bus.bind(&service, |s, _, _: DnsList| async move {
         Ok::<_, BusError>(s.entries(true))
     });
-    bus.route(&service, "proxy.list", |s, _: NoArgs| async move {
+    bus.bind(&service, |s, _, _: ProxyList| async move {
         Ok::<_, BusError>(s.entries(false))
     });
-    bus.route(&service, "sync", |s, _: NoArgs| async move {
+    bus.bind(&service, |s, _, _: Sync| async move {
         let result = s.pass().await;
-        let status = serde_json::to_value(s.status()).unwrap_or_default();
-        result.map(|_| status).map_err(BusError::unavailable)
+        result.map(|_| s.status()).map_err(BusError::unavailable)
     });
     let mut apps = bus
         .subscribe(&topics::all_app_states(), rumqttc::QoS::AtMostOnce)

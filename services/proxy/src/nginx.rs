@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use cubeos_shared::config::NginxConfig;
+use cubeos_kit::config::NginxConfig;
 
 use crate::backend::{BackendError, MARKER, Outcome, run_command};
 use crate::desired::{Desired, Route};

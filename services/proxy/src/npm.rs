@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cubeos_shared::config::NpmConfig;
-use cubeos_shared::secrets::SecretBox;
+use cubeos_kit::config::NpmConfig;
+use cubeos_kit::secrets::SecretBox;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use cubeos_shared::config::PiholeConfig;
-use cubeos_shared::secrets::SecretBox;
+use cubeos_kit::config::PiholeConfig;
+use cubeos_kit::secrets::SecretBox;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;

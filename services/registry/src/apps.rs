@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use cubeos_shared::models::{App, AppRecord, AppSource, AppType, Fqdn, PortAllocation};
-use cubeos_shared::validate;
-use serde::Deserialize;
+pub use cubeos_contract::api::registry::{AppCreate as NewApp, AppList as AppFilter, AppUpdate as AppChanges};
+use cubeos_contract::models::{App, AppRecord, AppSource, AppType, Fqdn, PortAllocation};
+use cubeos_contract::validate;
 use sqlx::{Sqlite, SqliteConnection, SqliteExecutor};
 
 use crate::error::{RegistryError, Result, is_unique_violation};
@@ -18,64 +18,6 @@ pub const MAX_DESCRIPTION: usize = 4096;
 pub const MAX_SHORT: usize = 256;
 pub const MAX_URL: usize = 2048;
 pub const MAX_PATH: usize = 1024;
-
-/// `app.create` arguments.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewApp {
-    pub name: String,
-    pub display_name: Option<String>,
-    pub description: Option<String>,
-    #[serde(rename = "type")]
-    pub app_type: Option<AppType>,
-    pub category: Option<String>,
-    pub source: Option<AppSource>,
-    pub store_id: Option<String>,
-    pub compose_path: Option<String>,
-    pub data_path: Option<String>,
-    pub enabled: Option<bool>,
-    pub tor_enabled: Option<bool>,
-    pub vpn_enabled: Option<bool>,
-    pub icon_url: Option<String>,
-    pub version: Option<String>,
-    pub homepage: Option<String>,
-    #[serde(default)]
-    pub ports: Vec<ports::PortSpec>,
-    #[serde(default)]
-    pub fqdns: Vec<fqdns::FqdnSpec>,
-}
-
-/// `app.update` arguments: the fields to change. Name, ports and names have their
-/// own commands.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppChanges {
-    pub name: String,
-    pub display_name: Option<String>,
-    pub description: Option<String>,
-    #[serde(rename = "type")]
-    pub app_type: Option<AppType>,
-    pub category: Option<String>,
-    pub source: Option<AppSource>,
-    pub store_id: Option<String>,
-    pub compose_path: Option<String>,
-    pub data_path: Option<String>,
-    pub enabled: Option<bool>,
-    pub tor_enabled: Option<bool>,
-    pub vpn_enabled: Option<bool>,
-    pub icon_url: Option<String>,
-    pub version: Option<String>,
-    pub homepage: Option<String>,
-}
-
-/// `app.list` filters.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppFilter {
-    #[serde(rename = "type")]
-    pub app_type: Option<AppType>,
-    pub enabled: Option<bool>,
-}
 
 /// A stored path: absolute, no `..`, bounded. The registry writes no files, but the
 /// services that do trust these.
@@ -145,16 +87,8 @@ pub async fn create(store: &Store, data_dir: &Path, new: NewApp) -> Result<AppRe
     let data_path = new.data_path.unwrap_or(default_data);
     check_path("compose_path", &compose_path)?;
     check_path("data_path", &data_path)?;
-    let port_specs = new
-        .ports
-        .iter()
-        .map(ports::PortSpec::checked)
-        .collect::<Result<Vec<_>>>()?;
-    let fqdn_specs = new
-        .fqdns
-        .iter()
-        .map(fqdns::FqdnSpec::checked)
-        .collect::<Result<Vec<_>>>()?;
+    let port_specs = new.ports.iter().map(ports::checked).collect::<Result<Vec<_>>>()?;
+    let fqdn_specs = new.fqdns.iter().map(fqdns::checked).collect::<Result<Vec<_>>>()?;
 
     let mut tx = store.writer.begin().await?;
     let inserted = sqlx::query_scalar::<_, i64>(

@@ -5,13 +5,16 @@
 //! leave sealed: a token in a reply is sealed, and the gate opens it only on the
 //! client's own connection. Nothing here logs a password, a token or a hash.
 
-use cubeos_shared::envelope::Caller;
-use cubeos_shared::models::User;
-use cubeos_shared::roles::Role;
-use cubeos_shared::secrets::Secret;
-use cubeos_shared::topics;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use cubeos_contract::api::Deleted;
+use cubeos_contract::api::registry::{
+    AuthConnect, AuthLogin, AuthLogout, Granted, IssuedToken, LoggedOut, PasswordChanged, Refreshed, Revoked, Session,
+    Setup, SetupState, TokenIssue, TokensRevoked, UserPasswd,
+};
+use cubeos_contract::envelope::Caller;
+use cubeos_contract::models::User;
+use cubeos_contract::roles::Role;
+use cubeos_contract::secret::Secret;
+use cubeos_contract::topics;
 use zeroize::Zeroizing;
 
 use crate::error::{RegistryError, Result};
@@ -47,56 +50,6 @@ impl Verified {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConnectArgs {
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub address: Option<String>,
-}
-
-/// Who a CONNECT signed in as.
-#[derive(Debug, Serialize)]
-pub struct Granted {
-    pub user: String,
-    pub role: Role,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Credentials {
-    pub username: String,
-    pub password: Secret,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogoutArgs {
-    /// End every session of the user, not only this one.
-    #[serde(default)]
-    pub all: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PasswdArgs {
-    /// Whose password; the caller's own when absent.
-    pub username: Option<String>,
-    pub password: Secret,
-    /// Required when changing one's own password (admins setting another's need not).
-    pub current_password: Option<Secret>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssueArgs {
-    pub kind: Kind,
-    /// The device or node id the credential is bound to.
-    pub id: String,
-}
-
 fn wrong_credentials() -> RegistryError {
     RegistryError::Unauthorized("wrong username or password".into())
 }
@@ -120,8 +73,8 @@ impl Registry {
         address: Option<&str>,
         tokens: bool,
     ) -> Result<Verified> {
-        let plain = secret.reveal(&self.secrets)?;
-        let user = cubeos_shared::validate::truncate(username, 64);
+        let plain = self.secrets.reveal(secret)?;
+        let user = cubeos_contract::validate::truncate(username, 64);
         let address = address.unwrap_or("local");
         if plain.starts_with(TOKEN_PREFIX) {
             if !tokens {
@@ -199,7 +152,7 @@ impl Registry {
 
     /// `auth.connect`: without credentials, a client is `anonymous`, which may only
     /// sign in (`auth.login`, `setup.status`) or run first-boot `setup`.
-    pub async fn auth_connect(&self, args: ConnectArgs) -> Result<Granted> {
+    pub async fn auth_connect(&self, args: AuthConnect) -> Result<Granted> {
         match (args.username, args.password) {
             (Some(username), Some(password)) => Ok(self
                 .check_secret(&username, &password, args.address.as_deref(), true)
@@ -210,18 +163,22 @@ impl Registry {
                 role: Role::Anonymous,
                 session: None,
             }),
-            _ => Err(cubeos_shared::validate::FieldError::new("password", "username and password go together").into()),
+            _ => {
+                Err(cubeos_contract::validate::FieldError::new("password", "username and password go together").into())
+            }
         }
     }
 
     /// `setup.status`: whether first-boot setup is done, so that a client without
     /// credentials knows whether to run `setup` or to sign in.
-    pub async fn setup_status(&self) -> Result<Value> {
-        Ok(json!({ "setup_complete": settings::setup_complete(&self.store).await? }))
+    pub async fn setup_status(&self) -> Result<SetupState> {
+        Ok(SetupState {
+            setup_complete: settings::setup_complete(&self.store).await?,
+        })
     }
 
     /// A new session for `user`, its token sealed for the trip back.
-    async fn new_session(&self, user: &User) -> Result<Value> {
+    async fn new_session(&self, user: &User) -> Result<Session> {
         let issued = tokens::issue(
             &self.store,
             Kind::Session,
@@ -230,17 +187,17 @@ impl Registry {
             Some(self.auth.session_ttl),
         )
         .await?;
-        Ok(json!({
-            "user": user.username,
-            "role": user.role,
-            "session": issued.id,
-            "token": self.secrets.seal(&issued.token)?,
-            "expires_at": issued.expires_at,
-        }))
+        Ok(Session {
+            user: user.username.clone(),
+            role: user.role,
+            session: issued.id,
+            token: Secret::new(self.secrets.seal(&issued.token)?),
+            expires_at: issued.expires_at,
+        })
     }
 
     /// `auth.login`: a password for a session token.
-    pub async fn auth_login(&self, caller: &Caller, args: Credentials) -> Result<Value> {
+    pub async fn auth_login(&self, caller: &Caller, args: AuthLogin) -> Result<Session> {
         let user = self
             .check_secret(&args.username, &args.password, caller.address.as_deref(), false)
             .await?
@@ -249,22 +206,22 @@ impl Registry {
     }
 
     /// `auth.refresh`: a fresh token and expiry for the caller's session.
-    pub async fn auth_refresh(&self, caller: &Caller) -> Result<Value> {
+    pub async fn auth_refresh(&self, caller: &Caller) -> Result<Refreshed> {
         let Some(session) = caller.session.as_deref().filter(|_| caller.role.is_person()) else {
             return Err(RegistryError::Unauthorized(
                 "no session to refresh: sign in with auth.login first".into(),
             ));
         };
         let issued = tokens::rotate(&self.store, session, self.auth.session_ttl).await?;
-        Ok(json!({
-            "session": issued.id,
-            "token": self.secrets.seal(&issued.token)?,
-            "expires_at": issued.expires_at,
-        }))
+        Ok(Refreshed {
+            session: issued.id,
+            token: Secret::new(self.secrets.seal(&issued.token)?),
+            expires_at: issued.expires_at,
+        })
     }
 
     /// `auth.logout`: ends the caller's session, or all of the user's.
-    pub async fn auth_logout(&self, caller: &Caller, args: LogoutArgs) -> Result<Value> {
+    pub async fn auth_logout(&self, caller: &Caller, args: AuthLogout) -> Result<LoggedOut> {
         let ended = if args.all {
             let user = users::require(&self.store, &caller.user).await?;
             tokens::revoke_sessions_of(&self.store, user.id, None).await?
@@ -282,16 +239,16 @@ impl Registry {
             .cloned()
             .collect();
         self.announce_revoked(&others, &[]).await;
-        Ok(json!({ "ended": ended.len() }))
+        Ok(LoggedOut { ended: ended.len() })
     }
 
     /// `setup`: the first admin, once. Returns a session for them.
-    pub async fn setup(&self, args: Credentials) -> Result<Value> {
+    pub async fn setup(&self, args: Setup) -> Result<Session> {
         // Checked first (and again in the transaction): a late caller costs no hash.
         if settings::setup_complete(&self.store).await? {
             return Err(setup_done());
         }
-        let plain = args.password.reveal(&self.secrets)?;
+        let plain = self.secrets.reveal(&args.password)?;
         users::check_password(&plain)?;
         let hash = self.hasher.hash(plain).await?;
         let user = {
@@ -312,7 +269,7 @@ impl Registry {
 
     /// `user.add`.
     pub async fn user_add(&self, new: users::NewUser) -> Result<User> {
-        let plain = new.password.reveal(&self.secrets)?;
+        let plain = self.secrets.reveal(&new.password)?;
         users::check_password(&plain)?;
         let hash = self.hasher.hash(plain).await?;
         let mut conn = self.store.writer.acquire().await?;
@@ -321,7 +278,7 @@ impl Registry {
 
     /// `user.passwd`: a person changes their own password (proving the current
     /// one), or an admin sets anyone's. The user's other sessions end.
-    pub async fn user_passwd(&self, caller: &Caller, args: PasswdArgs) -> Result<Value> {
+    pub async fn user_passwd(&self, caller: &Caller, args: UserPasswd) -> Result<PasswordChanged> {
         let target = args.username.clone().unwrap_or_else(|| caller.user.clone());
         let privileged = matches!(caller.role, Role::Admin | Role::System);
         if target != caller.user && !privileged {
@@ -335,26 +292,29 @@ impl Registry {
             let current = args
                 .current_password
                 .as_ref()
-                .ok_or_else(|| cubeos_shared::validate::FieldError::new("current_password", "required"))?;
+                .ok_or_else(|| cubeos_contract::validate::FieldError::new("current_password", "required"))?;
             self.check_secret(&target, current, caller.address.as_deref(), false)
                 .await?
                 .user()?
         };
-        let plain = args.password.reveal(&self.secrets)?;
+        let plain = self.secrets.reveal(&args.password)?;
         users::check_password(&plain)?;
         let hash = self.hasher.hash(plain).await?;
         users::set_password_hash(&self.store, &user.username, &hash).await?;
         let keep = (target == caller.user).then_some(caller.session.as_deref()).flatten();
         let ended = tokens::revoke_sessions_of(&self.store, user.id, keep).await?;
         self.announce_revoked(&ended, &[]).await;
-        Ok(json!({ "user": user.username, "sessions_ended": ended.len() }))
+        Ok(PasswordChanged {
+            user: user.username,
+            sessions_ended: ended.len(),
+        })
     }
 
     /// `user.delete`: the user, their sessions, and their live connections.
-    pub async fn user_delete(&self, username: &str) -> Result<Value> {
+    pub async fn user_delete(&self, username: &str) -> Result<Deleted> {
         let user = users::delete(&self.store, username).await?;
         self.announce_revoked(&[], std::slice::from_ref(&user.username)).await;
-        Ok(json!({ "deleted": user.username }))
+        Ok(Deleted { deleted: user.username })
     }
 
     /// `user.role`: live connections end, so the new role applies from the next one.
@@ -365,23 +325,23 @@ impl Registry {
     }
 
     /// `token.issue`: a credential for a device or node, bound to its id.
-    pub async fn token_issue(&self, args: IssueArgs) -> Result<Value> {
-        cubeos_shared::validate::name("id", &args.id)?;
+    pub async fn token_issue(&self, args: TokenIssue) -> Result<IssuedToken> {
+        cubeos_contract::validate::name("id", &args.id)?;
         if args.kind == Kind::Session {
-            return Err(cubeos_shared::validate::FieldError::new("kind", "must be device or node").into());
+            return Err(cubeos_contract::validate::FieldError::new("kind", "must be device or node").into());
         }
         let issued = tokens::issue(&self.store, args.kind, &args.id, None, None).await?;
-        Ok(json!({
-            "id": issued.id,
-            "kind": args.kind,
-            "subject": args.id,
-            "token": self.secrets.seal(&issued.token)?,
-        }))
+        Ok(IssuedToken {
+            id: issued.id,
+            kind: args.kind,
+            subject: args.id,
+            token: Secret::new(self.secrets.seal(&issued.token)?),
+        })
     }
 
     /// `token.revoke`: a token by its id, or every credential of a device or node
     /// by its name.
-    pub async fn token_revoke(&self, id_or_name: &str) -> Result<Value> {
+    pub async fn token_revoke(&self, id_or_name: &str) -> Result<TokensRevoked> {
         let revoked = tokens::revoke_by_id_or_subject(&self.store, id_or_name).await?;
         if revoked.is_empty() {
             return Err(RegistryError::NotFound {
@@ -390,7 +350,7 @@ impl Registry {
             });
         }
         self.announce_revoked(&revoked, &[]).await;
-        Ok(json!({ "revoked": revoked }))
+        Ok(TokensRevoked { revoked })
     }
 
     /// Tells the gate which live connections to end. Ids and names only.
@@ -398,7 +358,10 @@ impl Registry {
         if sessions.is_empty() && users.is_empty() {
             return;
         }
-        let event = json!({ "sessions": sessions, "users": users });
+        let event = Revoked {
+            sessions: sessions.to_vec(),
+            users: users.to_vec(),
+        };
         if let Err(e) = self.bus.publish_event(&topics::auth_revoked(), &event).await {
             tracing::warn!(error = %e, "revocation not announced");
         }

@@ -1,7 +1,7 @@
 //! The registry's errors, mapped once onto the wire codes.
 
-use cubeos_shared::validate::FieldError;
-use cubeos_shared::{BusError, ErrorCode};
+use cubeos_contract::validate::FieldError;
+use cubeos_kit::{BusError, ErrorCode};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum RegistryError {
     Forbidden(String),
     /// Says nothing of the value involved.
     #[error(transparent)]
-    Secret(#[from] cubeos_shared::secrets::SecretError),
+    Secret(#[from] cubeos_kit::secrets::SecretError),
     #[error("{0}")]
     Crypto(&'static str),
     /// Too much work waiting (password hashing): try again later.
@@ -51,7 +51,7 @@ impl From<RegistryError> for BusError {
             RegistryError::NotFound { .. } => BusError::new(ErrorCode::NotFound, e.to_string()),
             RegistryError::Unauthorized(_) => BusError::new(ErrorCode::Unauthorized, e.to_string()),
             RegistryError::Forbidden(_) => BusError::new(ErrorCode::Forbidden, e.to_string()),
-            RegistryError::Secret(cubeos_shared::secrets::SecretError::Damaged) => {
+            RegistryError::Secret(cubeos_kit::secrets::SecretError::Damaged) => {
                 BusError::new(ErrorCode::BadRequest, e.to_string())
             }
             RegistryError::Secret(_) | RegistryError::Crypto(_) => {

@@ -1,22 +1,13 @@
 //! Names (`<app>.<domain>`) that DNS and the reverse proxy serve for an app.
 
-use cubeos_shared::models::Fqdn;
-use cubeos_shared::validate;
-use serde::Deserialize;
+pub use cubeos_contract::api::registry::{FqdnAdd as NewFqdn, FqdnSetProxyId as ProxyId, FqdnSpec};
+use cubeos_contract::models::Fqdn;
+use cubeos_contract::validate;
 use sqlx::SqliteConnection;
 
 use crate::apps;
 use crate::error::{RegistryError, Result, is_unique_violation};
 use crate::store::Store;
-
-/// A name as given in `app.create` or `fqdn.add`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FqdnSpec {
-    pub fqdn: String,
-    pub backend_port: i64,
-    pub ssl_enabled: Option<bool>,
-}
 
 #[derive(Debug, Clone)]
 pub struct CheckedFqdn {
@@ -26,26 +17,16 @@ pub struct CheckedFqdn {
     pub ssl_enabled: bool,
 }
 
-impl FqdnSpec {
-    pub fn checked(&self) -> Result<CheckedFqdn> {
-        let fqdn = validate::fqdn("fqdn", &self.fqdn)?;
-        let subdomain = fqdn.split('.').next().unwrap_or_default().to_owned();
-        Ok(CheckedFqdn {
-            subdomain,
-            fqdn,
-            backend_port: validate::port("backend_port", self.backend_port)?,
-            ssl_enabled: self.ssl_enabled.unwrap_or(false),
-        })
-    }
-}
-
-/// `fqdn.add` arguments.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewFqdn {
-    pub app: String,
-    #[serde(flatten)]
-    pub spec: FqdnSpec,
+/// Checks a name as given.
+pub fn checked(spec: &FqdnSpec) -> Result<CheckedFqdn> {
+    let fqdn = validate::fqdn("fqdn", &spec.fqdn)?;
+    let subdomain = fqdn.split('.').next().unwrap_or_default().to_owned();
+    Ok(CheckedFqdn {
+        subdomain,
+        fqdn,
+        backend_port: validate::port("backend_port", spec.backend_port)?,
+        ssl_enabled: spec.ssl_enabled.unwrap_or(false),
+    })
 }
 
 pub async fn insert(conn: &mut SqliteConnection, app_id: i64, spec: &CheckedFqdn) -> Result<Fqdn> {
@@ -91,7 +72,7 @@ fn not_found(fqdn: &str) -> RegistryError {
 
 pub async fn add(store: &Store, new: NewFqdn) -> Result<Fqdn> {
     validate::name("app", &new.app)?;
-    let spec = new.spec.checked()?;
+    let spec = checked(&new.spec)?;
     let mut tx = store.writer.begin().await?;
     let app = apps::find(&mut *tx, &new.app).await?;
     let row = insert(&mut tx, app.id, &spec).await?;
@@ -110,14 +91,6 @@ pub async fn remove(store: &Store, fqdn: &str) -> Result<(Fqdn, String)> {
         .await?;
     tx.commit().await?;
     Ok((row, app))
-}
-
-/// `fqdn.set_proxy_id` arguments: the reverse proxy's id for a name's host.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProxyId {
-    pub fqdn: String,
-    pub npm_proxy_id: Option<i64>,
 }
 
 /// Records (or clears) the NPM proxy host id of a name; returns the row and its app.

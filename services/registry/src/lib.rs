@@ -75,11 +75,11 @@ pub mod vault;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cubeos_shared::config::AuthConfig;
-use cubeos_shared::models::ProfileRecord;
-use cubeos_shared::secrets::SecretBox;
-use cubeos_shared::topics::{self, service::REGISTRY};
-use cubeos_shared::{Bus, Config, ServiceContext};
+use cubeos_contract::models::ProfileRecord;
+use cubeos_contract::topics::{self, service::REGISTRY};
+use cubeos_kit::config::AuthConfig;
+use cubeos_kit::secrets::SecretBox;
+use cubeos_kit::{Bus, Config, ServiceContext};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::info;
 

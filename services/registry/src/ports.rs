@@ -2,24 +2,16 @@
 //! number of concurrent reservations of one port exactly one commits, and the rest
 //! learn which app holds it.
 
-use cubeos_shared::models::{PortAllocation, Protocol};
-use cubeos_shared::validate;
-use serde::{Deserialize, Serialize};
+pub use cubeos_contract::api::registry::{
+    HeldPort, PortList as PortFilter, PortRelease as Release, PortReserve as Reservation, PortSpec,
+};
+use cubeos_contract::models::{PortAllocation, Protocol};
+use cubeos_contract::validate;
 use sqlx::SqliteConnection;
 
 use crate::apps;
 use crate::error::{RegistryError, Result, is_unique_violation};
 use crate::store::Store;
-
-/// A port as given in `app.create` or `port.reserve`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortSpec {
-    pub port: i64,
-    pub protocol: Option<Protocol>,
-    pub description: Option<String>,
-    pub is_primary: Option<bool>,
-}
 
 /// A [`PortSpec`] that passed validation.
 #[derive(Debug, Clone)]
@@ -30,52 +22,17 @@ pub struct CheckedPort {
     pub is_primary: bool,
 }
 
-impl PortSpec {
-    pub fn checked(&self) -> Result<CheckedPort> {
-        let port = validate::port("port", self.port)?;
-        let description = self.description.clone().unwrap_or_default();
-        validate::text("description", &description, apps::MAX_SHORT)?;
-        Ok(CheckedPort {
-            port,
-            protocol: self.protocol.unwrap_or(Protocol::Tcp),
-            description,
-            is_primary: self.is_primary.unwrap_or(false),
-        })
-    }
-}
-
-/// `port.reserve` arguments.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Reservation {
-    pub app: String,
-    #[serde(flatten)]
-    pub spec: PortSpec,
-}
-
-/// `port.release` arguments: one port, or every port of the app when `port` is absent.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Release {
-    pub app: String,
-    pub port: Option<i64>,
-    pub protocol: Option<Protocol>,
-}
-
-/// `port.list` arguments.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortFilter {
-    pub app: Option<String>,
-}
-
-/// A reservation with the name of the app holding it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
-pub struct HeldPort {
-    #[sqlx(flatten)]
-    #[serde(flatten)]
-    pub allocation: PortAllocation,
-    pub app: String,
+/// Checks a port as given.
+pub fn checked(spec: &PortSpec) -> Result<CheckedPort> {
+    let port = validate::port("port", spec.port)?;
+    let description = spec.description.clone().unwrap_or_default();
+    validate::text("description", &description, apps::MAX_SHORT)?;
+    Ok(CheckedPort {
+        port,
+        protocol: spec.protocol.unwrap_or(Protocol::Tcp),
+        description,
+        is_primary: spec.is_primary.unwrap_or(false),
+    })
 }
 
 /// Inserts one reservation inside a transaction; a taken port is `PortHeld`.
@@ -115,7 +72,7 @@ pub async fn insert(conn: &mut SqliteConnection, app_id: i64, spec: &CheckedPort
 
 pub async fn reserve(store: &Store, r: Reservation) -> Result<PortAllocation> {
     validate::name("app", &r.app)?;
-    let spec = r.spec.checked()?;
+    let spec = checked(&r.spec)?;
     let mut tx = store.writer.begin().await?;
     let app = apps::find(&mut *tx, &r.app).await?;
     let row = insert(&mut tx, app.id, &spec).await?;

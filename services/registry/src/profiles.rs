@@ -2,51 +2,16 @@
 //! At most one profile is active; system profiles cannot be deleted. Applying a
 //! profile (starting and stopping apps) is the orchestrator's job.
 
-use std::collections::BTreeMap;
-
-use cubeos_shared::models::{Profile, ProfileRecord};
-use cubeos_shared::validate;
-use serde::Deserialize;
+pub use cubeos_contract::api::registry::{
+    ProfileCreate as NewProfile, ProfileSetApps as ProfileApps, ProfileUpdate as ProfileChanges,
+};
+use cubeos_contract::models::{Profile, ProfileRecord};
+use cubeos_contract::validate;
 use sqlx::SqliteConnection;
 
 use crate::apps;
 use crate::error::{RegistryError, Result, is_unique_violation};
 use crate::store::Store;
-
-/// `profile.create` arguments.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewProfile {
-    pub name: String,
-    pub display_name: Option<String>,
-    pub description: Option<String>,
-}
-
-/// `profile.update` arguments.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProfileChanges {
-    pub name: String,
-    pub display_name: Option<String>,
-    pub description: Option<String>,
-    /// `true` makes this the one active profile.
-    pub is_active: Option<bool>,
-}
-
-/// `profile.set_apps` arguments: the profile's whole app set, app name -> enabled.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProfileApps {
-    pub name: String,
-    pub apps: BTreeMap<String, bool>,
-}
-
-/// `profile.get` / `profile.delete` arguments.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProfileName {
-    pub name: String,
-}
 
 fn check_texts(display_name: Option<&str>, description: Option<&str>) -> Result<()> {
     if let Some(d) = display_name {

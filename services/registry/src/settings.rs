@@ -3,9 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use cubeos_shared::models::Setting;
-use cubeos_shared::validate;
-use serde::Deserialize;
+use cubeos_contract::models::Setting;
+use cubeos_contract::validate;
 
 use crate::error::{RegistryError, Result};
 use crate::store::Store;
@@ -52,28 +51,6 @@ impl Table {
     }
 }
 
-/// `state.get` / `pref.get` arguments: one key, or all when absent.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Get {
-    pub key: Option<String>,
-}
-
-/// `state.set` / `pref.set` arguments.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Set {
-    pub key: String,
-    pub value: String,
-}
-
-/// `pref.delete` arguments.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Delete {
-    pub key: String,
-}
-
 pub async fn get(store: &Store, table: Table, key: &str) -> Result<Setting> {
     validate::key("key", key)?;
     sqlx::query_as::<_, Setting>(table.sql().get)
@@ -93,21 +70,22 @@ pub async fn all(store: &Store, table: Table) -> Result<BTreeMap<String, String>
     Ok(rows.into_iter().map(|s| (s.key, s.value)).collect())
 }
 
-pub async fn set(store: &Store, table: Table, set: Set) -> Result<Setting> {
-    validate::key("key", &set.key)?;
-    validate::text("value", &set.value, MAX_VALUE)?;
+/// Sets `key` to `value` in `table`.
+pub async fn set(store: &Store, table: Table, key: &str, value: &str) -> Result<Setting> {
+    validate::key("key", key)?;
+    validate::text("value", value, MAX_VALUE)?;
     if table == Table::SystemState {
-        if READ_ONLY_STATE.contains(&set.key.as_str()) {
+        if READ_ONLY_STATE.contains(&key) {
             return Err(RegistryError::Protected(format!(
                 "'{}' is kept by the registry and cannot be set",
-                set.key
+                key
             )));
         }
-        check_state_value(&set.key, &set.value)?;
+        check_state_value(key, value)?;
     }
     Ok(sqlx::query_as::<_, Setting>(table.sql().upsert)
-        .bind(&set.key)
-        .bind(&set.value)
+        .bind(key)
+        .bind(value)
         .fetch_one(&store.writer)
         .await?)
 }

@@ -8,10 +8,10 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use cubeos_shared::config::StoreConfig;
+use cubeos_kit::config::StoreConfig;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use cubeos_shared::private_file;
+use cubeos_kit::private_file;
 
 use crate::error::{RegistryError, Result};
 

@@ -7,9 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::FromRow;
 
 use crate::error::{RegistryError, Result};
 use crate::store::Store;
@@ -17,26 +15,7 @@ use crate::store::Store;
 /// Every token starts with this: a password never does (it is refused at creation).
 pub const TOKEN_PREFIX: &str = "cubeos_";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
-#[serde(rename_all = "snake_case")]
-#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
-pub enum Kind {
-    Session,
-    Device,
-    Node,
-}
-
-/// A token row as listed (never the hash).
-#[derive(Debug, Clone, Serialize, FromRow)]
-pub struct TokenInfo {
-    pub id: String,
-    pub kind: Kind,
-    pub subject: String,
-    #[serde(skip)]
-    pub user_id: Option<i64>,
-    pub expires_at: Option<i64>,
-    pub created_at: String,
-}
+pub use cubeos_contract::api::registry::{TokenInfo, TokenKind as Kind};
 
 /// A newly issued token: the only time its value exists outside the client.
 pub struct Issued {

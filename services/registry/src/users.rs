@@ -1,10 +1,9 @@
 //! People's accounts: argon2id password hashes (made by [`crate::hasher`]), roles,
 //! and the rule that the last admin can be neither deleted nor demoted.
 
-use cubeos_shared::models::User;
-use cubeos_shared::roles::Role;
-use cubeos_shared::validate::{self, FieldError};
-use serde::Deserialize;
+use cubeos_contract::models::User;
+use cubeos_contract::roles::Role;
+use cubeos_contract::validate::{self, FieldError};
 
 use crate::error::{RegistryError, Result};
 use crate::store::Store;
@@ -14,19 +13,7 @@ use crate::tokens::TOKEN_PREFIX;
 const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 256;
 
-/// `user.add` / `setup` arguments (the password already opened).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewUser {
-    pub username: String,
-    pub password: cubeos_shared::secrets::Secret,
-    #[serde(default = "default_role")]
-    pub role: Role,
-}
-
-fn default_role() -> Role {
-    Role::Readonly
-}
+pub use cubeos_contract::api::registry::UserAdd as NewUser;
 
 /// Checks a password's length and that it cannot be taken for a token (a sign-in
 /// secret with the token prefix is checked as a token, so such a password could

@@ -6,64 +6,23 @@
 //! network-mode service bringing WiFi up, a mount — reads the row from the store
 //! and opens it there with the data dir's key ([`SecretBox::open`]).
 
-use cubeos_shared::models::{Mount, NetworkConfig, NetworkMode, VpnConfig};
-use cubeos_shared::secrets::{Secret, SecretBox};
-use cubeos_shared::validate;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use cubeos_contract::models::{Mount, NetworkConfig, VpnConfig};
+use cubeos_contract::validate;
+use cubeos_kit::secrets::SecretBox;
+
+pub use cubeos_contract::api::registry::{
+    MountAdd as NewMount, NetworkSet as NetworkChanges, NetworkView, VpnAdd as NewVpn,
+};
 
 use crate::error::{RegistryError, Result};
 use crate::store::Store;
 
-/// `network.set`: the fields to change.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkChanges {
-    pub mode: Option<NetworkMode>,
-    pub wifi_ssid: Option<String>,
-    pub wifi_password: Option<Secret>,
-    pub eth_interface: Option<String>,
-    pub wifi_ap_interface: Option<String>,
-    pub wifi_client_interface: Option<String>,
-}
-
-/// `mount.add`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewMount {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub mount_type: String,
-    pub remote_path: String,
-    #[serde(default)]
-    pub username: String,
-    #[serde(default)]
-    pub password: Secret,
-    #[serde(default)]
-    pub options: String,
-    #[serde(default)]
-    pub auto_mount: bool,
-}
-
-/// `vpn.add`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewVpn {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub vpn_type: String,
-    /// The private key or credentials.
-    #[serde(default)]
-    pub secret: Secret,
-    #[serde(default)]
-    pub auto_connect: bool,
-}
-
 /// The network configuration as replies show it.
-pub fn network_view(config: &NetworkConfig) -> Value {
-    let mut view = serde_json::to_value(config).unwrap_or_default();
-    view["wifi_password_set"] = json!(!config.wifi_password.is_empty());
-    view
+pub fn network_view(config: NetworkConfig) -> NetworkView {
+    NetworkView {
+        wifi_password_set: !config.wifi_password.is_empty(),
+        config,
+    }
 }
 
 pub async fn network(store: &Store) -> Result<NetworkConfig> {

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use cubeos_contract::models::{AppType, Protocol};
+use cubeos_kit::config::StoreConfig;
 use cubeos_registry::error::RegistryError;
 use cubeos_registry::{Store, apps, fqdns, ports, profiles, settings};
-use cubeos_shared::config::StoreConfig;
-use cubeos_shared::models::{AppType, Protocol};
 use serde_json::json;
 
 async fn store(dir: &Path) -> Store {
@@ -292,12 +292,8 @@ async fn profiles_one_active_and_system_ones_kept() {
 async fn settings_get_set_and_protected_keys() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path()).await;
-    use settings::{Set, Table};
-    let set = |k: &str, v: &str| Set {
-        key: k.into(),
-        value: v.into(),
-    };
-    settings::set(&s, Table::SystemState, set("domain", "home.cube"))
+    use settings::Table;
+    settings::set(&s, Table::SystemState, "domain", "home.cube")
         .await
         .unwrap();
     assert_eq!(
@@ -305,16 +301,14 @@ async fn settings_get_set_and_protected_keys() {
         "home.cube"
     );
     assert!(matches!(
-        settings::set(&s, Table::SystemState, set("schema_version", "9")).await,
+        settings::set(&s, Table::SystemState, "schema_version", "9").await,
         Err(RegistryError::Protected(_))
     ));
     assert!(matches!(
-        settings::set(&s, Table::Preferences, set("Bad Key", "x")).await,
+        settings::set(&s, Table::Preferences, "Bad Key", "x").await,
         Err(RegistryError::Invalid(_))
     ));
-    settings::set(&s, Table::Preferences, set("theme", "dark"))
-        .await
-        .unwrap();
+    settings::set(&s, Table::Preferences, "theme", "dark").await.unwrap();
     assert_eq!(settings::all(&s, Table::Preferences).await.unwrap()["theme"], "dark");
     settings::delete(&s, Table::Preferences, "theme").await.unwrap();
     assert!(matches!(

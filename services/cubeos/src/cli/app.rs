@@ -1,10 +1,17 @@
 //! `cubeos app ...`
 
 use clap::Subcommand;
-use cubeos_shared::liveness::Liveness;
-use cubeos_shared::models::AppRecord;
-use cubeos_shared::topics::service::{ORCHESTRATOR, REGISTRY};
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use cubeos_contract::api::orchestrator::{
+    AppChanged, AppStatus, Disable, Enable, Logs, Remove, Restart, Start, Status, Statuses, Stop,
+};
+use cubeos_contract::api::registry::{AppGet, AppList};
+use cubeos_contract::liveness::Liveness;
+use cubeos_contract::models::AppRecord;
+use cubeos_contract::topics::service::{ORCHESTRATOR, REGISTRY};
+use cubeos_kit::BusError;
+use serde::Serialize;
 
 use super::{Cli, Client};
 use crate::output;
@@ -93,49 +100,58 @@ pub async fn run(cli: &Cli, cmd: AppCommand) -> anyhow::Result<()> {
         return super::preview::run(cli, &file, name, json, force).await;
     }
     let client = Client::connect(cli).await?;
-    let simple = |action: &'static str, name: String| (action, json!({ "name": name }));
     let result = match cmd {
         AppCommand::Ls { json } => list(&client, json).await,
         AppCommand::Install { file, name, force, env } => super::install::run(&client, &file, name, force, &env).await,
-        AppCommand::Start { name } => action(&client, simple("start", name)).await,
-        AppCommand::Stop { name } => action(&client, simple("stop", name)).await,
-        AppCommand::Restart { name } => action(&client, simple("restart", name)).await,
-        AppCommand::Enable { name } => action(&client, simple("enable", name)).await,
-        AppCommand::Disable { name } => action(&client, simple("disable", name)).await,
-        AppCommand::Rm { name, keep_data } => remove(&client, &name, keep_data).await,
+        AppCommand::Start { name } => changed(client.call(&Start { name }).await, "start"),
+        AppCommand::Stop { name } => changed(client.call(&Stop { name }).await, "stop"),
+        AppCommand::Restart { name } => changed(client.call(&Restart { name }).await, "restart"),
+        AppCommand::Enable { name } => changed(client.call(&Enable { name }).await, "enable"),
+        AppCommand::Disable { name } => changed(client.call(&Disable { name }).await, "disable"),
+        AppCommand::Rm { name, keep_data } => remove(&client, name, keep_data).await,
         AppCommand::Logs { name, tail, since } => {
-            let args = json!({ "name": name, "tail": tail, "since": since });
-            let reply = client.request(ORCHESTRATOR, "logs", &args).await?;
-            for line in reply["lines"].as_array().into_iter().flatten() {
-                output::line(line.as_str().unwrap_or_default());
+            let args = Logs {
+                name,
+                tail: Some(tail),
+                since,
+            };
+            for line in client.call(&args).await?.lines {
+                output::line(&line);
             }
             Ok(())
         }
         AppCommand::Status { name, json } => {
-            let reply = client.request(ORCHESTRATOR, "status", &json!({ "name": name })).await?;
+            let reply = client
+                .call(&Status {
+                    name: Some(name.clone()),
+                })
+                .await?;
             if json {
                 return output::json(&reply);
             }
-            let s = &reply["status"];
-            let mut rows: Vec<Vec<String>> = ["health", "replicas", "running", "last_started", "error"]
-                .iter()
-                .map(|k| {
-                    vec![
-                        k.to_string(),
-                        s[k].as_str().map(str::to_owned).unwrap_or_else(|| s[k].to_string()),
-                    ]
-                })
-                .collect();
-            rows[0][1] = health_text(s);
+            let Statuses::One { status, .. } = reply else {
+                return Err(BusError::internal("the orchestrator answered with every app's status").into());
+            };
+            let Some(s) = status else {
+                output::line(&format!("{name}: no status yet"));
+                return Ok(());
+            };
+            let rows = vec![
+                vec!["health".to_owned(), health_text(&s)],
+                vec!["replicas".to_owned(), s.replicas.clone()],
+                vec!["running".to_owned(), s.running.to_string()],
+                vec!["last_started".to_owned(), s.last_started.clone()],
+                vec!["error".to_owned(), s.error.clone()],
+            ];
             output::table(&["STATUS", &name], &rows);
             Ok(())
         }
         AppCommand::Show { name, json } => {
-            let reply = client.request(REGISTRY, "app.get", &json!({ "name": name })).await?;
+            let record = client.call(&AppGet { name }).await?;
             if json {
-                output::json(&reply)
+                output::json(&record)
             } else {
-                print_app(&serde_json::from_value(reply)?);
+                print_app(&record);
                 Ok(())
             }
         }
@@ -157,44 +173,49 @@ enum NoStatus {
 async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
     client.ready(REGISTRY).await?;
     let statuses = match client.ready(ORCHESTRATOR).await {
-        Ok(()) => client
-            .request(ORCHESTRATOR, "status", &json!({}))
-            .await
-            .map_err(|e| NoStatus::Down(e.code.to_string())),
+        Ok(()) => match client.call(&Status::default()).await {
+            Ok(Statuses::All(all)) => Ok(all),
+            Ok(Statuses::One { .. }) => Err(NoStatus::Down("answered for one app".into())),
+            Err(e) => Err(NoStatus::Down(e.code.to_string())),
+        },
         Err(_) if client.liveness_of(ORCHESTRATOR) == Some(Liveness::Starting) => Err(NoStatus::Starting),
         Err(_) => Err(NoStatus::Down("down".into())),
     };
-    let reply = client.request(REGISTRY, "app.list", &json!({})).await?;
+    let apps = client.call(&AppList::default()).await?;
     if json {
-        let status = statuses.as_ref().ok().cloned().unwrap_or(Value::Null);
-        return output::json(&json!({ "apps": reply, "status": status }));
+        return output::json(&Listing {
+            apps: &apps,
+            status: statuses.as_ref().ok(),
+        });
     }
-    let apps: Vec<AppRecord> = serde_json::from_value(reply)?;
     print_list(&apps, &statuses);
     Ok(())
 }
 
+/// `app ls --json`: the apps and, when the orchestrator answered, their statuses.
+#[derive(Serialize)]
+struct Listing<'a> {
+    apps: &'a [AppRecord],
+    status: Option<&'a BTreeMap<String, AppStatus>>,
+}
+
 /// `app rm`: says what could not be removed.
-async fn remove(client: &Client, name: &str, keep_data: bool) -> anyhow::Result<()> {
-    let reply = client
-        .request(ORCHESTRATOR, "remove", &json!({ "name": name, "keep_data": keep_data }))
-        .await?;
-    output::line(&format!("{name}: remove done"));
-    for volume in reply["volumes_left"].as_array().into_iter().flatten() {
+async fn remove(client: &Client, name: String, keep_data: bool) -> anyhow::Result<()> {
+    let reply = client.call(&Remove { name, keep_data }).await?;
+    output::line(&format!("{}: remove done", reply.app));
+    for volume in reply.volumes_left {
         output::line(&format!(
-            "warning: volume {} could not be removed (still in use?): remove it with `docker volume rm {0}`",
-            volume.as_str().unwrap_or("?")
+            "warning: volume {volume} could not be removed (still in use?): remove it with `docker volume rm {volume}`"
         ));
     }
     Ok(())
 }
 
 /// An app's health as people read it.
-fn health_text(status: &Value) -> String {
-    match status["health"].as_str() {
-        Some("not_deployed") => "not deployed".into(),
-        Some(h) => h.into(),
-        None => "?".into(),
+fn health_text(status: &AppStatus) -> String {
+    match status.health.as_str() {
+        "not_deployed" => "not deployed".into(),
+        h => h.into(),
     }
 }
 
@@ -207,14 +228,13 @@ fn ports_of(record: &AppRecord) -> String {
         .join(",")
 }
 
-/// A lifecycle command; prints what the orchestrator answered.
-async fn action(client: &Client, (action, args): (&str, Value)) -> anyhow::Result<()> {
-    let reply = client.request(ORCHESTRATOR, action, &args).await?;
-    output::line(&format!("{}: {action} done", reply["app"].as_str().unwrap_or_default()));
+/// A lifecycle command's outcome, as printed.
+fn changed(reply: Result<AppChanged, BusError>, action: &str) -> anyhow::Result<()> {
+    output::line(&format!("{}: {action} done", reply?.app));
     Ok(())
 }
 
-fn print_list(apps: &[AppRecord], statuses: &Result<Value, NoStatus>) {
+fn print_list(apps: &[AppRecord], statuses: &Result<BTreeMap<String, AppStatus>, NoStatus>) {
     let rows: Vec<Vec<String>> = apps
         .iter()
         .map(|r| {
@@ -227,10 +247,10 @@ fn print_list(apps: &[AppRecord], statuses: &Result<Value, NoStatus>) {
                 match statuses {
                     Err(NoStatus::Starting) => "(orchestrator starting)".to_owned(),
                     Err(NoStatus::Down(why)) => format!("(orchestrator {why})"),
-                    Ok(all) => match &all[&r.app.name] {
-                        Value::Null => "-".to_owned(),
-                        s if s["health"] == "not_deployed" => "not deployed".to_owned(),
-                        s => format!("{} {}", health_text(s), s["replicas"].as_str().unwrap_or("")),
+                    Ok(all) => match all.get(&r.app.name) {
+                        None => "-".to_owned(),
+                        Some(s) if s.health == "not_deployed" => "not deployed".to_owned(),
+                        Some(s) => format!("{} {}", health_text(s), s.replicas),
                     },
                 },
             ]

@@ -7,9 +7,9 @@
 
 use std::net::SocketAddr;
 
-use cubeos_shared::topics::service::REGISTRY;
-use cubeos_shared::{BusError, private_file};
-use serde_json::{Value, json};
+use cubeos_contract::api::registry::{AuthLogin, AuthLogout, Session, Setup, SetupStatus};
+use cubeos_contract::secret::Secret;
+use cubeos_kit::{BusError, private_file, secrets};
 
 use super::{Cli, Client, SavedLogin, connect_gate, login_path, read_password};
 use crate::output;
@@ -64,8 +64,11 @@ pub async fn setup(cli: &Cli, who: SignIn) -> anyhow::Result<()> {
     let local = gate.is_none() && cubeos_broker::Credentials::load(&cli.config.credentials_path()).is_ok();
     if local {
         let client = Client::connect(cli).await?;
-        let args = json!({ "username": username, "password": client.secret(&password)? });
-        let result = client.request(REGISTRY, "setup", &args).await;
+        let args = Setup {
+            username: username.clone(),
+            password: Secret::new(password),
+        };
+        let result = client.call(&args).await;
         client.shutdown().await;
         result?;
         output::line(&format!("setup complete: {username} is the first admin"));
@@ -74,15 +77,14 @@ pub async fn setup(cli: &Cli, who: SignIn) -> anyhow::Result<()> {
     let gate = gate_of(cli, gate);
     let bus = connect_gate(&cli.config, resolve(&gate).await?, "", "").await?;
     let result = bus
-        .request(
-            REGISTRY,
-            "setup",
-            &json!({ "username": username, "password": password }),
-        )
+        .call(&Setup {
+            username: username.clone(),
+            password: Secret::new(password),
+        })
         .await;
     bus.shutdown().await;
     let session = result.map_err(|e| match e.code {
-        cubeos_shared::ErrorCode::Conflict => {
+        cubeos_kit::ErrorCode::Conflict => {
             BusError::conflict(format!("{}: sign in with `cubeos login -u <name>`", e.message))
         }
         _ => e,
@@ -104,19 +106,15 @@ pub async fn login(cli: &Cli, who: SignIn) -> anyhow::Result<()> {
     let password = read_password(&format!("Password for {username}: "), password_stdin)?;
     let bus = connect_gate(&cli.config, address, "", "").await?;
     let result = bus
-        .request(
-            REGISTRY,
-            "auth.login",
-            &json!({ "username": username, "password": password }),
-        )
+        .call(&AuthLogin {
+            username: username.clone(),
+            password: Secret::new(password),
+        })
         .await;
     bus.shutdown().await;
     let session = result?;
     save(&gate, &username, &session)?;
-    output::line(&format!(
-        "signed in as {username} ({})",
-        session["role"].as_str().unwrap_or("?")
-    ));
+    output::line(&format!("signed in as {username} ({})", session.role));
     Ok(())
 }
 
@@ -131,7 +129,7 @@ pub async fn logout(cli: &Cli) -> anyhow::Result<()> {
     if let Ok(gate) = resolve(&saved.gate).await
         && let Ok(bus) = connect_gate(&cli.config, gate, &saved.username, &saved.token).await
     {
-        let _ = bus.request(REGISTRY, "auth.logout", &json!({})).await;
+        let _ = bus.call(&AuthLogout::default()).await;
         bus.shutdown().await;
     }
     std::fs::remove_file(&path).map_err(|e| BusError::internal(format!("cannot remove {}: {e}", path.display())))?;
@@ -146,11 +144,9 @@ pub async fn not_signed_in(cli: &Cli) -> BusError {
     let gate = cli.config.gate.address;
     let setup_complete = async {
         let bus = connect_gate(&cli.config, gate, "", "").await.ok()?;
-        let reply = bus
-            .request_with_timeout(REGISTRY, "setup.status", &json!({}), SETUP_PROBE)
-            .await;
+        let reply = bus.call_with_timeout(&SetupStatus {}, SETUP_PROBE).await;
         bus.shutdown().await;
-        reply.ok()?["setup_complete"].as_bool()
+        Some(reply.ok()?.setup_complete)
     }
     .await;
     match setup_complete {
@@ -164,15 +160,14 @@ pub async fn not_signed_in(cli: &Cli) -> BusError {
     }
 }
 
-fn save(gate: &str, username: &str, session: &Value) -> Result<(), BusError> {
+fn save(gate: &str, username: &str, session: &Session) -> Result<(), BusError> {
+    let token =
+        secrets::reveal_plain(&session.token).ok_or_else(|| BusError::internal("the reply carries a sealed token"))?;
     let saved = SavedLogin {
         gate: gate.to_owned(),
         username: username.to_owned(),
-        token: session["token"]
-            .as_str()
-            .ok_or_else(|| BusError::internal("the reply carries no token"))?
-            .to_owned(),
-        expires_at: session["expires_at"].as_i64(),
+        token: token.to_string(),
+        expires_at: session.expires_at,
     };
     let path = login_path()?;
     let bytes = serde_json::to_vec_pretty(&saved).map_err(|e| BusError::internal(e.to_string()))?;

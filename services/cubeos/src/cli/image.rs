@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use cubeos_shared::BusError;
-use cubeos_shared::topics::{self, service::ORCHESTRATOR};
-use serde_json::{Value, json};
+use cubeos_contract::api::orchestrator::{ImageList, ImageLoad, Location};
+use cubeos_contract::topics;
+use cubeos_kit::BusError;
 
 use super::progress::{self, Bar, Ended};
 use super::{Cli, Client};
@@ -35,34 +35,32 @@ pub async fn run(cli: &Cli, cmd: ImageCommand) -> anyhow::Result<()> {
 }
 
 async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
-    let reply = client.request(ORCHESTRATOR, "image.list", &json!({})).await?;
+    let reply = client.call(&ImageList::default()).await?;
     if json {
         return output::json(&reply);
     }
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let rows: Vec<Vec<String>> = reply["images"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|i| {
-            let apps: Vec<String> = i["apps"].as_array().into_iter().flatten().map(text).collect();
+    let rows: Vec<Vec<String>> = reply
+        .images
+        .iter()
+        .map(|row| {
+            let i = &row.state;
             vec![
-                text(&i["image"]),
-                match i["location"].as_str() {
-                    Some("node") => "yes".into(),
-                    Some("registry") => "yes (local registry)".into(),
-                    _ => "MISSING".into(),
+                i.image.clone(),
+                match i.location {
+                    Some(Location::Node) => "yes".into(),
+                    Some(Location::Registry) => "yes (local registry)".into(),
+                    None => "MISSING".into(),
                 },
-                i["size"]
-                    .as_i64()
+                i.size
                     .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
                     .unwrap_or_default(),
-                apps.join(", "),
+                row.apps.join(", "),
             ]
         })
         .collect();
     output::table(&["IMAGE", "PRESENT", "SIZE", "APPS"], &rows);
-    if let Some(n) = reply["other_nodes_unchecked"].as_u64().filter(|n| *n > 0) {
+    let n = reply.other_nodes_unchecked;
+    if n > 0 {
         output::line(&format!(
             "note: {n} other Swarm node(s) not checked: a service placed there needs the image there too"
         ));
@@ -76,17 +74,12 @@ async fn load(client: &Client, file: PathBuf) -> anyhow::Result<()> {
         .bus
         .subscribe(&topics::image_progress(), rumqttc::QoS::AtMostOnce)
         .await?;
-    let reply = client
-        .request(
-            ORCHESTRATOR,
-            "image.load",
-            &json!({ "path": path.display().to_string() }),
-        )
-        .await?;
-    let job = reply["job"]
-        .as_str()
-        .ok_or_else(|| BusError::internal("the orchestrator's reply names no job"))?
-        .to_owned();
+    let job = client
+        .call(&ImageLoad {
+            path: path.display().to_string(),
+        })
+        .await?
+        .job;
     let mut bar = Bar::new();
     let ended = progress::follow(client, &mut events, &job, &mut bar).await?;
     bar.finish();

@@ -6,10 +6,12 @@
 //! restart rolls back an install it had not finished before it goes online, so the
 //! app is there only if the install completed.
 
-use anyhow::Context as _;
-use cubeos_shared::topics::{self, service::ORCHESTRATOR, service::REGISTRY};
-use cubeos_shared::{BusError, ErrorCode, validate};
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use cubeos_contract::api::orchestrator::Install;
+use cubeos_contract::api::registry::AppGet;
+use cubeos_contract::{topics, validate};
+use cubeos_kit::{BusError, ErrorCode};
 
 use super::Client;
 use super::compose_file::ComposeFile;
@@ -18,12 +20,12 @@ use crate::output;
 
 pub async fn run(client: &Client, file: &str, name: Option<String>, force: bool, env: &[String]) -> anyhow::Result<()> {
     let ComposeFile { text, name } = ComposeFile::read(file, name)?;
-    let mut vars = serde_json::Map::new();
+    let mut vars = BTreeMap::new();
     for pair in env {
         let (k, v) = pair
             .split_once('=')
             .ok_or_else(|| BusError::bad_request(format!("--env {pair}: expected VAR=VALUE")))?;
-        vars.insert(k.to_owned(), json!(v));
+        vars.insert(k.to_owned(), v.to_owned());
     }
     validate::name("name", &name).map_err(BusError::from)?;
     // Subscribe before asking, so that no progress event is missed.
@@ -31,17 +33,14 @@ pub async fn run(client: &Client, file: &str, name: Option<String>, force: bool,
         .bus
         .subscribe(&topics::app_progress(&name), rumqttc::QoS::AtMostOnce)
         .await?;
-    let reply = client
-        .request(
-            ORCHESTRATOR,
-            "install",
-            &json!({ "compose": text, "name": name, "force": force, "env": vars }),
-        )
-        .await?;
-    let job = reply["job"]
-        .as_str()
-        .context("the orchestrator's reply names no job")?
-        .to_owned();
+    let install = Install {
+        compose: Some(text),
+        name: Some(name.clone()),
+        force,
+        env: vars,
+        ..Install::default()
+    };
+    let job = client.call(&install).await?.job;
     let mut bar = Bar::new();
     let ended = progress::follow(client, &mut events, &job, &mut bar).await?;
     bar.finish();
@@ -51,7 +50,7 @@ pub async fn run(client: &Client, file: &str, name: Option<String>, force: bool,
             event.code.unwrap_or(ErrorCode::Internal),
             format!("{name}: {}", event.message),
         )),
-        Ended::Lost => match client.request(REGISTRY, "app.get", &json!({ "name": name })).await {
+        Ended::Lost => match client.call(&AppGet { name: name.clone() }).await {
             Ok(_) => None,
             Err(e) if e.code == ErrorCode::NotFound => Some(BusError::unavailable(format!(
                 "{name}: the install was interrupted by a restart of CubeOS and rolled back"

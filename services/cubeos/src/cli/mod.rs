@@ -29,12 +29,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cubeos_broker::Credentials;
-use cubeos_shared::liveness::Liveness;
-use cubeos_shared::secrets::SecretBox;
-use cubeos_shared::{Bus, BusError, BusOptions, Config, topics};
-use serde::de::DeserializeOwned;
+use cubeos_contract::api::Command;
+use cubeos_contract::liveness::Liveness;
+use cubeos_contract::topics;
+use cubeos_kit::secrets::SecretBox;
+use cubeos_kit::{Bus, BusError, BusOptions, Config};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::sync::watch;
 
 /// How long a service that has not announced itself at all may take to do so: its
@@ -52,10 +52,10 @@ pub struct Cli {
 
 /// A connected CLI: local (as the system) or signed in through the gate.
 pub struct Client {
+    /// Local only, the bus holds the key that seals secrets for the loopback
+    /// broker; through the gate, secrets go plain over the client's own connection
+    /// and the gate seals.
     pub bus: Bus,
-    /// Local only: the key that seals secrets for the loopback broker. Through the
-    /// gate, secrets go plain over the client's own connection and the gate seals.
-    key: Option<SecretBox>,
     /// Every service's liveness, as its retained topic says it.
     liveness: watch::Receiver<HashMap<String, Liveness>>,
     wait: Duration,
@@ -67,12 +67,14 @@ impl Client {
     pub async fn connect(cli: &Cli) -> Result<Client, BusError> {
         let config = &cli.config;
         if let Ok(credentials) = Credentials::load(&config.credentials_path()) {
-            let options = BusOptions::new(config, client_id(), &credentials.username, &credentials.password);
+            let mut options = BusOptions::new(config, client_id(), &credentials.username, &credentials.password);
+            if let Ok(key) = SecretBox::load(&config.secret_key_path()) {
+                options = options.with_secrets(key);
+            }
             let bus = Bus::connect(options)
                 .await
                 .map_err(|e| hint(e, "is `cubeos up` running?"))?;
-            let key = SecretBox::load(&config.secret_key_path()).ok();
-            return Client::attach(bus, key, cli.wait).await;
+            return Client::attach(bus, cli.wait).await;
         }
         let Some(saved) = SavedLogin::load() else {
             return Err(auth::not_signed_in(cli).await);
@@ -81,14 +83,14 @@ impl Client {
         let bus = connect_gate(config, gate, &saved.username, &saved.token)
             .await
             .map_err(|e| match e.code {
-                cubeos_shared::ErrorCode::Unauthorized => hint(e, "your session may have ended: run `cubeos login`"),
+                cubeos_kit::ErrorCode::Unauthorized => hint(e, "your session may have ended: run `cubeos login`"),
                 _ => e,
             })?;
-        Client::attach(bus, None, cli.wait).await
+        Client::attach(bus, cli.wait).await
     }
 
     /// Starts following liveness on a connected bus.
-    async fn attach(bus: Bus, key: Option<SecretBox>, wait: Duration) -> Result<Client, BusError> {
+    async fn attach(bus: Bus, wait: Duration) -> Result<Client, BusError> {
         let mut messages = bus
             .subscribe(&topics::all_service_statuses(), rumqttc::QoS::AtMostOnce)
             .await?;
@@ -122,30 +124,13 @@ impl Client {
                 }
             }
         });
-        Ok(Client {
-            bus,
-            key,
-            liveness,
-            wait,
-        })
+        Ok(Client { bus, liveness, wait })
     }
 
-    /// Sends one command once `service` is online, and waits for its reply.
-    pub async fn request<A: Serialize>(&self, service: &str, action: &str, args: &A) -> Result<Value, BusError> {
-        self.ready(service).await?;
-        self.bus.request(service, action, args).await
-    }
-
-    /// [`Client::request`], the reply read as `T`.
-    pub async fn request_as<T: DeserializeOwned, A: Serialize>(
-        &self,
-        service: &str,
-        action: &str,
-        args: &A,
-    ) -> Result<T, BusError> {
-        let reply = self.request(service, action, args).await?;
-        serde_json::from_value(reply)
-            .map_err(|e| BusError::internal(format!("{service} answered {action} in an unexpected shape: {e}")))
+    /// Sends one command once its service is online, and waits for its reply.
+    pub async fn call<C: Command>(&self, command: &C) -> Result<C::Reply, BusError> {
+        self.ready(C::SERVICE).await?;
+        self.bus.call(command).await
     }
 
     /// Waits until `service` is online (up to `--wait` while it says `starting`);
@@ -197,21 +182,6 @@ impl Client {
         self.wait
     }
 
-    /// A secret argument as it must travel from here.
-    pub fn secret(&self, plain: &str) -> Result<String, BusError> {
-        match &self.key {
-            Some(key) => key.seal(plain).map_err(|e| BusError::internal(e.to_string())),
-            None => Ok(plain.to_owned()),
-        }
-    }
-
-    /// Opens sealed values in a reply (local only; the gate opens them otherwise).
-    pub fn open(&self, reply: &mut Value) {
-        if let Some(key) = &self.key {
-            key.open_fields(reply);
-        }
-    }
-
     pub async fn shutdown(self) {
         self.bus.shutdown().await;
     }
@@ -261,7 +231,7 @@ pub async fn connect_gate(
     let mut options = BusOptions::new(config, client_id(), username, secret);
     options.address = gate;
     Bus::connect(options).await.map_err(|e| match e.code {
-        cubeos_shared::ErrorCode::Unavailable if !e.message.contains("sign-in") => {
+        cubeos_kit::ErrorCode::Unavailable if !e.message.contains("sign-in") => {
             hint(e, "is `cubeos up` running there?")
         }
         _ => e,
@@ -271,6 +241,13 @@ pub async fn connect_gate(
 /// A client id of this process's own, `cli-<random>`.
 fn client_id() -> String {
     format!("cli-{:016x}", rand::random::<u64>())
+}
+
+/// A word of the contract given on the command line (a role, a token kind), read
+/// as its type; anything else is `bad_request` naming the argument.
+pub fn parse_word<T: serde::de::DeserializeOwned>(what: &str, word: &str) -> Result<T, BusError> {
+    serde_json::from_value(serde_json::Value::String(word.to_owned()))
+        .map_err(|e| BusError::bad_request(format!("{what}: {e}")))
 }
 
 /// Reads a password: one line of stdin with `--password-stdin`, else a prompt

@@ -1,8 +1,10 @@
 //! `cubeos port ...`
 
 use clap::Subcommand;
-use cubeos_shared::topics::service::{PORT_ALLOCATOR, REGISTRY};
-use serde_json::{Value, json};
+use cubeos_contract::api::port_allocator::{Allocate, Check, Holder, PortStats, Release, Stats, SwarmCheck};
+use cubeos_contract::api::registry::{HeldPort, PortList};
+use cubeos_contract::models::Protocol;
+use serde::Serialize;
 
 use super::{Cli, Client};
 use crate::output;
@@ -41,17 +43,21 @@ pub enum PortCommand {
     },
 }
 
-fn protocol(udp: bool) -> &'static str {
-    if udp { "udp" } else { "tcp" }
+fn protocol(udp: bool) -> Protocol {
+    if udp { Protocol::Udp } else { Protocol::Tcp }
 }
 
-fn swarm_note(reply: &Value) {
-    if reply["swarm"]["status"] == "unavailable" {
-        output::line(&format!(
-            "note: Swarm was not checked ({})",
-            reply["swarm"]["reason"].as_str().unwrap_or("")
-        ));
+fn swarm_note(swarm: &SwarmCheck) {
+    if let SwarmCheck::Unavailable { reason } = swarm {
+        output::line(&format!("note: Swarm was not checked ({reason})"));
     }
+}
+
+/// `port ls --json`: the ranges' use and every reservation.
+#[derive(Serialize)]
+struct Listing {
+    ranges: PortStats,
+    reservations: Vec<HeldPort>,
 }
 
 pub async fn run(cli: &Cli, cmd: PortCommand) -> anyhow::Result<()> {
@@ -59,78 +65,81 @@ pub async fn run(cli: &Cli, cmd: PortCommand) -> anyhow::Result<()> {
     let result = async {
         match cmd {
             PortCommand::Ls { json } => {
-                let stats = client.request(PORT_ALLOCATOR, "stats", &json!({})).await?;
-                let held = client.request(REGISTRY, "port.list", &json!({})).await?;
+                let ranges = client.call(&Stats {}).await?;
+                let reservations = client.call(&PortList::default()).await?;
+                let listing = Listing { ranges, reservations };
                 if json {
-                    return output::json(&json!({ "ranges": stats, "reservations": held }));
+                    return output::json(&listing);
                 }
+                let stats = &listing.ranges;
                 let mut rows = Vec::new();
-                for proto in ["tcp", "udp"] {
-                    for r in stats[proto].as_array().into_iter().flatten() {
+                for (proto, ranges) in [(Protocol::Tcp, &stats.tcp), (Protocol::Udp, &stats.udp)] {
+                    for r in ranges {
                         rows.push(vec![
-                            r["type"].as_str().unwrap_or("").to_owned(),
-                            proto.to_owned(),
-                            format!("{}-{}", r["start"], r["end"]),
-                            r["in_use"].to_string(),
-                            r["free"].to_string(),
+                            r.app_type.clone(),
+                            proto.to_string(),
+                            format!("{}-{}", r.start, r.end),
+                            r.in_use.to_string(),
+                            r.free.to_string(),
                         ]);
                     }
                 }
                 output::table(&["RANGE", "PROTO", "PORTS", "IN USE", "FREE"], &rows);
                 output::line("");
-                let rows: Vec<Vec<String>> = held
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows: Vec<Vec<String>> = listing
+                    .reservations
+                    .iter()
                     .map(|h| {
                         vec![
-                            h["port"].to_string(),
-                            h["protocol"].as_str().unwrap_or("").to_owned(),
-                            h["app"].as_str().unwrap_or("").to_owned(),
-                            h["description"].as_str().unwrap_or("").to_owned(),
+                            h.allocation.port.to_string(),
+                            h.allocation.protocol.to_string(),
+                            h.app.clone(),
+                            h.allocation.description.clone(),
                         ]
                     })
                     .collect();
                 output::table(&["PORT", "PROTO", "APP", "DESCRIPTION"], &rows);
-                swarm_note(&stats);
+                swarm_note(&stats.swarm);
                 Ok(())
             }
             PortCommand::Check { port, udp, json } => {
                 let reply = client
-                    .request(
-                        PORT_ALLOCATOR,
-                        "check",
-                        &json!({ "port": port, "protocol": protocol(udp) }),
-                    )
+                    .call(&Check {
+                        port,
+                        protocol: Some(protocol(udp)),
+                    })
                     .await?;
                 if json {
                     return output::json(&reply);
                 }
-                let range = reply["range"]
-                    .as_str()
+                let range = reply
+                    .range
+                    .as_ref()
                     .map(|r| format!(" ({r} range)"))
                     .unwrap_or_default();
-                if reply["free"] == true {
+                if reply.free {
                     output::line(&format!("{port}/{} is free{range}", protocol(udp)));
                 } else {
                     output::line(&format!("{port}/{} is taken{range}:", protocol(udp)));
-                    for h in reply["held_by"].as_array().into_iter().flatten() {
-                        let who = match h["kind"].as_str() {
-                            Some("app") => format!("app {}", h["app"].as_str().unwrap_or("")),
-                            Some("socket") => match h["pid"].as_u64() {
-                                Some(pid) => format!("socket of {} (pid {pid})", h["process"].as_str().unwrap_or("?")),
-                                None => "socket of a process not visible to this user".to_owned(),
-                            },
-                            Some("swarm") => format!("Swarm service {}", h["service"].as_str().unwrap_or("")),
-                            _ => h.to_string(),
+                    for h in &reply.held_by {
+                        let who = match h {
+                            Holder::App { app } => format!("app {app}"),
+                            Holder::Socket {
+                                pid: Some(pid),
+                                process,
+                            } => format!("socket of {} (pid {pid})", process.as_deref().unwrap_or("?")),
+                            Holder::Socket { pid: None, .. } => {
+                                "socket of a process not visible to this user".to_owned()
+                            }
+                            Holder::Swarm { service } => format!("Swarm service {service}"),
                         };
                         output::line(&format!("  {who}"));
                     }
                 }
-                if reply["reserved"] == true {
+                if reply.reserved {
                     output::line("  reserved for host services: never given to user apps");
                 }
-                swarm_note(&reply);
+                swarm_note(&reply.swarm);
                 Ok(())
             }
             PortCommand::Allocate {
@@ -139,32 +148,33 @@ pub async fn run(cli: &Cli, cmd: PortCommand) -> anyhow::Result<()> {
                 udp,
                 count,
             } => {
-                let args = json!({ "app": app, "preferred": preferred, "protocol": protocol(udp), "count": count });
-                let reply = client.request(PORT_ALLOCATOR, "allocate", &args).await?;
-                for note in reply["notes"].as_array().into_iter().flatten() {
-                    output::line(&format!("note: {}", note.as_str().unwrap_or("")));
+                let args = Allocate {
+                    app,
+                    preferred,
+                    protocol: Some(protocol(udp)),
+                    count: Some(count),
+                    app_type: None,
+                };
+                let reply = client.call(&args).await?;
+                for note in &reply.notes {
+                    output::line(&format!("note: {note}"));
                 }
-                let ports: Vec<String> = reply["ports"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| p.to_string())
-                    .collect();
-                output::line(&format!("{app}: {}/{}", ports.join(","), protocol(udp)));
-                swarm_note(&reply);
+                let ports: Vec<String> = reply.ports.iter().map(u16::to_string).collect();
+                output::line(&format!("{}: {}/{}", reply.app, ports.join(","), reply.protocol));
+                swarm_note(&reply.swarm);
                 Ok(())
             }
             PortCommand::Release { app, port, udp } => {
-                let mut args = json!({ "app": app, "port": port });
-                if port.is_some() {
-                    args["protocol"] = json!(protocol(udp));
-                }
-                let reply = client.request(PORT_ALLOCATOR, "release", &args).await?;
-                let released: Vec<String> = reply["released"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("")))
+                let args = Release {
+                    app,
+                    port,
+                    protocol: port.map(|_| protocol(udp)),
+                };
+                let reply = client.call(&args).await?;
+                let released: Vec<String> = reply
+                    .released
+                    .iter()
+                    .map(|p| format!("{}/{}", p.port, p.protocol))
                     .collect();
                 output::line(&format!("released {}", released.join(", ")));
                 Ok(())

@@ -8,21 +8,23 @@
 
 use std::collections::BTreeMap;
 
+use cubeos_contract::api::orchestrator::ImageList;
+use cubeos_contract::api::port_allocator::{Check, Holder, PortCheck};
+use cubeos_kit::BusError;
 use cubeos_orchestrator::compose::{self, Context, Outcome, Translation, Vars};
-use cubeos_shared::BusError;
-use cubeos_shared::topics::service::{ORCHESTRATOR, PORT_ALLOCATOR};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::compose_file::ComposeFile;
 use super::{Cli, Client, SavedLogin};
 use crate::output;
 
 /// What the running system says of the file.
-#[derive(Default)]
+#[derive(Default, Serialize)]
 struct Live {
     /// Images the box does not have.
     missing_images: Vec<String>,
     /// A host port the file asks for -> who holds it.
+    #[serde(rename = "taken_ports")]
     taken: BTreeMap<u16, String>,
 }
 
@@ -36,12 +38,10 @@ pub async fn run(cli: &Cli, file: &str, name: Option<String>, json: bool, force:
     let t = compose::translate(&text, &ctx).map_err(|e| BusError::bad_request(e.to_string()))?;
     let live = live_checks(cli, &t).await;
     if json {
-        let mut out = serde_json::to_value(&t)?;
-        if let Some(live) = &live {
-            out["missing_images"] = json!(live.missing_images);
-            out["taken_ports"] = json!(live.taken);
-        }
-        output::json(&out)?;
+        output::json(&PreviewJson {
+            translation: &t,
+            live: live.as_ref(),
+        })?;
     } else {
         print_human(&t, live.as_ref());
     }
@@ -51,6 +51,15 @@ pub async fn run(cli: &Cli, file: &str, name: Option<String>, json: bool, force:
         return Err(BusError::not_found(cubeos_orchestrator::images::missing_message(&missing)).into());
     }
     Ok(())
+}
+
+/// `app preview --json`: the translation and, when a system answered, what it said.
+#[derive(Serialize)]
+struct PreviewJson<'a> {
+    #[serde(flatten)]
+    translation: &'a Translation,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    live: Option<&'a Live>,
 }
 
 /// Asks the running system about the file's images and host ports; `None` when
@@ -68,21 +77,20 @@ async fn live_checks(cli: &Cli, t: &Translation) -> Option<Live> {
         .iter()
         .filter_map(|s| s.task_template.as_ref()?.container_spec.as_ref()?.image.clone())
         .collect();
-    let listed = client
-        .request(ORCHESTRATOR, "image.list", &json!({ "images": images }))
-        .await
-        .ok();
-    for image in listed.iter().flat_map(|l| l["images"].as_array().into_iter().flatten()) {
-        if image["present"] == false {
-            live.missing_images
-                .push(image["image"].as_str().unwrap_or_default().to_owned());
+    let listed = client.call(&ImageList { images: Some(images) }).await.ok();
+    for row in listed.into_iter().flat_map(|l| l.images) {
+        if !row.state.present {
+            live.missing_images.push(row.state.image);
         }
     }
     for p in t.ports.iter().filter(|p| !p.host_network) {
         let Some(port) = p.file_published else { continue };
-        let args = json!({ "port": port, "protocol": p.protocol });
-        if let Ok(reply) = client.request(PORT_ALLOCATOR, "check", &args).await
-            && reply["free"] == false
+        let args = Check {
+            port: i64::from(port),
+            protocol: Some(p.protocol),
+        };
+        if let Ok(reply) = client.call(&args).await
+            && !reply.free
         {
             live.taken.insert(port, holder(&reply));
         }
@@ -92,14 +100,13 @@ async fn live_checks(cli: &Cli, t: &Translation) -> Option<Live> {
 }
 
 /// Who holds a port, from the allocator's `check`.
-fn holder(reply: &Value) -> String {
-    let first = reply["held_by"].as_array().and_then(|h| h.first());
-    match first.map(|h| (h["kind"].as_str(), h)) {
-        Some((Some("app"), h)) => format!("app {}", h["app"].as_str().unwrap_or("?")),
-        Some((Some("swarm"), h)) => format!("Swarm service {}", h["service"].as_str().unwrap_or("?")),
-        Some((Some("socket"), h)) => format!("a process ({})", h["process"].as_str().unwrap_or("not visible")),
-        _ if reply["reserved"] == true => "reserved for host services".into(),
-        _ => "in use".into(),
+fn holder(reply: &PortCheck) -> String {
+    match reply.held_by.first() {
+        Some(Holder::App { app }) => format!("app {app}"),
+        Some(Holder::Swarm { service }) => format!("Swarm service {service}"),
+        Some(Holder::Socket { process, .. }) => format!("a process ({})", process.as_deref().unwrap_or("not visible")),
+        None if reply.reserved => "reserved for host services".into(),
+        None => "in use".into(),
     }
 }
 

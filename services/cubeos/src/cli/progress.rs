@@ -5,12 +5,11 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use cubeos_orchestrator::service::Progress;
-use cubeos_shared::bus::Message;
-use cubeos_shared::liveness::Liveness;
-use cubeos_shared::topics::service::ORCHESTRATOR;
-use cubeos_shared::{BusError, ErrorCode};
-use serde_json::json;
+use cubeos_contract::api::orchestrator::{JobGet, Progress};
+use cubeos_contract::liveness::Liveness;
+use cubeos_contract::topics::service::ORCHESTRATOR;
+use cubeos_kit::bus::Message;
+use cubeos_kit::{BusError, ErrorCode};
 use tokio::sync::mpsc;
 
 use super::Client;
@@ -162,10 +161,7 @@ fn ended(event: Progress) -> Option<Ended> {
 /// The job's last progress as the orchestrator has it; `None` when it no longer
 /// knows the job.
 async fn job_state(client: &Client, job: &str) -> Result<Option<Progress>, BusError> {
-    match client
-        .request_as::<Progress, _>(ORCHESTRATOR, "job.get", &json!({ "job": job }))
-        .await
-    {
+    match client.call(&JobGet { job: job.to_owned() }).await {
         Ok(p) => Ok(Some(p)),
         Err(e) if e.code == ErrorCode::NotFound => Ok(None),
         Err(e) => Err(e),

@@ -1,11 +1,7 @@
 //! `cubeos state ...`
 
-use std::collections::BTreeMap;
-
 use clap::Subcommand;
-use cubeos_shared::models::Setting;
-use cubeos_shared::topics::service::REGISTRY;
-use serde_json::json;
+use cubeos_contract::api::registry::{Settings, StateGet, StateSet};
 
 use super::{Cli, Client};
 use crate::output;
@@ -26,30 +22,22 @@ pub async fn run(cli: &Cli, cmd: StateCommand) -> anyhow::Result<()> {
     let client = Client::connect(cli).await?;
     let result = async {
         match cmd {
-            StateCommand::Get { key: Some(key), json } => {
-                let reply = client.request(REGISTRY, "state.get", &json!({ "key": key })).await?;
+            StateCommand::Get { key, json } => {
+                let reply = client.call(&StateGet { key }).await?;
                 if json {
                     return output::json(&reply);
                 }
-                let setting: Setting = serde_json::from_value(reply)?;
-                output::line(&setting.value);
-                Ok(())
-            }
-            StateCommand::Get { key: None, json } => {
-                let reply = client.request(REGISTRY, "state.get", &json!({})).await?;
-                if json {
-                    return output::json(&reply);
+                match reply {
+                    Settings::One(setting) => output::line(&setting.value),
+                    Settings::All(all) => {
+                        let rows: Vec<Vec<String>> = all.into_iter().map(|(k, v)| vec![k, v]).collect();
+                        output::table(&["KEY", "VALUE"], &rows);
+                    }
                 }
-                let all: BTreeMap<String, String> = serde_json::from_value(reply)?;
-                let rows: Vec<Vec<String>> = all.into_iter().map(|(k, v)| vec![k, v]).collect();
-                output::table(&["KEY", "VALUE"], &rows);
                 Ok(())
             }
             StateCommand::Set { key, value } => {
-                let reply = client
-                    .request(REGISTRY, "state.set", &json!({ "key": key, "value": value }))
-                    .await?;
-                let setting: Setting = serde_json::from_value(reply)?;
+                let setting = client.call(&StateSet { key, value }).await?;
                 output::line(&format!("{} = {}", setting.key, setting.value));
                 Ok(())
             }

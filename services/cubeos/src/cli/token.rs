@@ -1,8 +1,8 @@
 //! `cubeos token ...`: credentials for hardware devices and node agents.
 
 use clap::Subcommand;
-use cubeos_shared::topics::service::REGISTRY;
-use serde_json::{Value, json};
+use cubeos_contract::api::registry::{TokenIssue, TokenKind, TokenList, TokenRevoke};
+use cubeos_kit::{BusError, secrets};
 
 use super::{Cli, Client};
 use crate::output;
@@ -33,51 +33,37 @@ pub async fn run(cli: &Cli, cmd: TokenCommand) -> anyhow::Result<()> {
     let result = async {
         match cmd {
             TokenCommand::Issue { kind, id } => {
-                let mut reply = client
-                    .request(REGISTRY, "token.issue", &json!({ "kind": kind, "id": id }))
-                    .await?;
-                client.open(&mut reply);
+                let kind = super::parse_word::<TokenKind>("kind", &kind)?;
+                let issued = client.call(&TokenIssue { kind, id }).await?;
+                let token = secrets::reveal_plain(&issued.token)
+                    .ok_or_else(|| BusError::internal("the token came back sealed"))?;
                 output::line(&format!(
                     "{} {}: sign in with username '{}' (or the token id '{}') and this password (shown once):",
-                    reply["kind"].as_str().unwrap_or("?"),
-                    reply["subject"].as_str().unwrap_or("?"),
-                    reply["subject"].as_str().unwrap_or("?"),
-                    reply["id"].as_str().unwrap_or("?"),
+                    issued.kind.as_str(),
+                    issued.subject,
+                    issued.subject,
+                    issued.id,
                 ));
-                output::line(reply["token"].as_str().unwrap_or_default());
+                output::line(&token);
             }
             TokenCommand::Ls { json } => {
-                let reply = client.request(REGISTRY, "token.list", &json!({})).await?;
+                let tokens = client.call(&TokenList {}).await?;
                 if json {
-                    return output::json(&reply);
+                    return output::json(&tokens);
                 }
-                let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
-                let rows: Vec<Vec<String>> = reply
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|t| {
-                                vec![
-                                    text(t, "id"),
-                                    text(t, "kind"),
-                                    text(t, "subject"),
-                                    text(t, "created_at"),
-                                ]
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let rows: Vec<Vec<String>> = tokens
+                    .into_iter()
+                    .map(|t| vec![t.id, t.kind.as_str().to_owned(), t.subject, t.created_at])
+                    .collect();
                 output::table(&["ID", "KIND", "BOUND TO", "CREATED"], &rows);
             }
             TokenCommand::Revoke { id } => {
-                let reply = client.request(REGISTRY, "token.revoke", &json!({ "id": id })).await?;
-                let ids: Vec<&str> = reply["revoked"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                output::line(&format!("revoked {id}: {} token(s) ({})", ids.len(), ids.join(", ")));
+                let reply = client.call(&TokenRevoke { id: id.clone() }).await?;
+                output::line(&format!(
+                    "revoked {id}: {} token(s) ({})",
+                    reply.revoked.len(),
+                    reply.revoked.join(", ")
+                ));
             }
         }
         Ok(())

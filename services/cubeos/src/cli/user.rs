@@ -1,9 +1,9 @@
 //! `cubeos user ...`: people's accounts.
 
 use clap::Subcommand;
-use cubeos_shared::models::User;
-use cubeos_shared::topics::service::REGISTRY;
-use serde_json::json;
+use cubeos_contract::api::registry::{UserAdd, UserDelete, UserList, UserPasswd, UserRole};
+use cubeos_contract::models::Role;
+use cubeos_contract::secret::Secret;
 
 use super::read_password;
 use super::{Cli, Client};
@@ -49,17 +49,21 @@ pub async fn run(cli: &Cli, cmd: UserCommand) -> anyhow::Result<()> {
                 role,
                 password_stdin,
             } => {
+                let role = super::parse_word::<Role>("role", &role)?;
                 let password = read_password(&format!("Password for {username}: "), password_stdin)?;
-                let args = json!({ "username": username, "password": client.secret(&password)?, "role": role });
-                let user: User = serde_json::from_value(client.request(REGISTRY, "user.add", &args).await?)?;
+                let args = UserAdd {
+                    username,
+                    password: Secret::new(password),
+                    role,
+                };
+                let user = client.call(&args).await?;
                 output::line(&format!("added {} ({})", user.username, user.role));
             }
             UserCommand::Ls { json } => {
-                let reply = client.request(REGISTRY, "user.list", &json!({})).await?;
+                let users = client.call(&UserList {}).await?;
                 if json {
-                    return output::json(&reply);
+                    return output::json(&users);
                 }
-                let users: Vec<User> = serde_json::from_value(reply)?;
                 let rows: Vec<Vec<String>> = users
                     .into_iter()
                     .map(|u| vec![u.username, u.role.to_string(), u.created_at])
@@ -68,7 +72,9 @@ pub async fn run(cli: &Cli, cmd: UserCommand) -> anyhow::Result<()> {
             }
             UserCommand::Rm { username } => {
                 client
-                    .request(REGISTRY, "user.delete", &json!({ "username": username }))
+                    .call(&UserDelete {
+                        username: username.clone(),
+                    })
                     .await?;
                 output::line(&format!("deleted {username}"));
             }
@@ -76,25 +82,27 @@ pub async fn run(cli: &Cli, cmd: UserCommand) -> anyhow::Result<()> {
                 username,
                 password_stdin,
             } => {
-                let mut args = json!({ "username": username });
                 // Through the gate a person proves the current password; locally
                 // (as the system) and for admins it is not asked for.
-                if username.is_none() {
-                    let current = read_password("Current password: ", password_stdin)?;
-                    args["current_password"] = json!(client.secret(&current)?);
-                }
-                let password = read_password("New password: ", password_stdin)?;
-                args["password"] = json!(client.secret(&password)?);
-                let reply = client.request(REGISTRY, "user.passwd", &args).await?;
+                let current_password = match username {
+                    None => Some(Secret::new(read_password("Current password: ", password_stdin)?)),
+                    Some(_) => None,
+                };
+                let password = Secret::new(read_password("New password: ", password_stdin)?);
+                let args = UserPasswd {
+                    username,
+                    password,
+                    current_password,
+                };
+                let reply = client.call(&args).await?;
                 output::line(&format!(
                     "password changed for {}; {} other session(s) ended",
-                    reply["user"].as_str().unwrap_or("?"),
-                    reply["sessions_ended"]
+                    reply.user, reply.sessions_ended
                 ));
             }
             UserCommand::Role { username, role } => {
-                let args = json!({ "username": username, "role": role });
-                let user: User = serde_json::from_value(client.request(REGISTRY, "user.role", &args).await?)?;
+                let role = super::parse_word::<Role>("role", &role)?;
+                let user = client.call(&UserRole { username, role }).await?;
                 output::line(&format!("{} is now {}", user.username, user.role));
             }
         }

@@ -156,7 +156,7 @@ fn braced(body: &str, vars: &Vars, depth: usize) -> Result<String, Interpolation
 }
 
 fn shorten(s: &str) -> String {
-    cubeos_shared::validate::truncate(s, 60)
+    cubeos_contract::validate::truncate(s, 60)
 }
 
 #[cfg(test)]

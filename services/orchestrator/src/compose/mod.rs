@@ -25,9 +25,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::{ConfigSpec, NetworkCreateRequest, ServiceSpec};
-pub use cubeos_shared::config::PublishMode;
-use cubeos_shared::models::{AppSource, Protocol};
-use cubeos_shared::validate;
+use cubeos_contract::api::registry::AppCreate;
+use cubeos_contract::models::{AppSource, Protocol};
+use cubeos_contract::validate;
+pub use cubeos_kit::config::PublishMode;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -111,7 +112,7 @@ pub struct SystemVars {
 }
 
 impl SystemVars {
-    pub fn from_config(config: &cubeos_shared::Config) -> Self {
+    pub fn from_config(config: &cubeos_kit::Config) -> Self {
         SystemVars {
             timezone: config.timezone(),
             puid: config.apps.puid,
@@ -123,7 +124,7 @@ impl SystemVars {
 impl Context {
     /// The context CubeOS installation `instance` installs app `name` in: its data
     /// path, the shared folder and the publish mode from `config`.
-    pub fn for_app(config: &cubeos_shared::Config, instance: &str, name: &str, overrides: &Vars) -> Self {
+    pub fn for_app(config: &cubeos_kit::Config, instance: &str, name: &str, overrides: &Vars) -> Self {
         let mut ctx = Context::new(
             name,
             config.app_dir(name).join("appdata"),
@@ -164,6 +165,26 @@ pub struct AppFields {
     pub icon_url: String,
     pub version: String,
     pub homepage: String,
+}
+
+impl AppFields {
+    /// The `app.create` command registering this app, its files at the given paths.
+    pub fn to_new_app(&self, compose_path: String, data_path: String) -> AppCreate {
+        AppCreate {
+            name: self.name.clone(),
+            display_name: Some(self.display_name.clone()),
+            description: Some(self.description.clone()),
+            category: Some(self.category.clone()),
+            source: Some(self.source),
+            store_id: self.store_id.clone(),
+            icon_url: Some(self.icon_url.clone()),
+            version: Some(self.version.clone()),
+            homepage: Some(self.homepage.clone()),
+            compose_path: Some(compose_path),
+            data_path: Some(data_path),
+            ..AppCreate::default()
+        }
+    }
 }
 
 /// Where the web UI is, after allocation.

@@ -12,7 +12,7 @@ use bollard_stubs::models::{
     TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
-use cubeos_shared::models::Protocol;
+use cubeos_contract::models::Protocol;
 use serde_json::{Map, Value};
 
 use super::paths::{self, HostPath};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cubeos_shared::models::Protocol;
+use cubeos_contract::models::Protocol;
 use serde_json::Value;
 
 /// A malformed value; the caller adds where it was.

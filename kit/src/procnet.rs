@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::models::Protocol;
+use cubeos_contract::models::Protocol;
 
 const TCP_LISTEN: &str = "0A";
 

@@ -1,5 +1,7 @@
 //! What every service's `run` receives.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -14,6 +16,17 @@ pub struct ServiceContext {
     pub config: Arc<Config>,
     pub bus: Bus,
     pub shutdown: Shutdown,
+}
+
+/// What a service's entry point returns: it runs until shutdown.
+pub type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// A service as its runners know it (`cubeos up`, `cubeos run`, the test
+/// harness): its name, which is also its bus client id, and its entry point.
+#[derive(Clone, Copy)]
+pub struct Entry {
+    pub name: &'static str,
+    pub run: fn(ServiceContext) -> Running,
 }
 
 /// A cloneable shutdown signal.

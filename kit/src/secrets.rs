@@ -7,7 +7,8 @@
 //! value is the string `sealed:v1:<base64(nonce || XChaCha20-Poly1305 ciphertext)>`;
 //! a subscriber to `#` sees only that, never the value or a hash of it.
 //!
-//! The gate seals secret fields of commands from outside clients and opens sealed
+//! The gate seals the secrets of commands from outside clients (every field whose
+//! type is [`Secret`], by re-encoding the command through its type) and opens sealed
 //! values in the replies it hands back to them; the registry opens a password only to
 //! hash or check it; whoever uses a stored secret (the network-mode service, a mount)
 //! opens it where it is used.
@@ -18,18 +19,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::private_file;
 
-/// Prefix of a sealed value.
-pub const SEALED_PREFIX: &str = "sealed:v1:";
-
-/// Argument fields that carry a secret: the gate seals them in every command from an
-/// outside client before it reaches the loopback broker.
-pub const SECRET_FIELDS: &[&str] = &["password", "current_password", "wifi_password", "secret", "token"];
+pub use cubeos_contract::secret::{SEALED_PREFIX, Secret, is_sealed};
 
 const NONCE_LEN: usize = 24;
 
@@ -109,35 +104,27 @@ impl SecretBox {
     /// The stored form of `secret`: sealed (a value that arrived sealed is checked
     /// and kept), or empty for an empty secret.
     pub fn at_rest(&self, secret: &Secret) -> Result<String, SecretError> {
-        match secret.0.as_str() {
+        match secret.as_travelling() {
             "" => Ok(String::new()),
             sealed if is_sealed(sealed) => self.open(sealed).map(|_| sealed.to_owned()),
             plain => self.seal(plain),
         }
     }
 
-    /// Replaces every [`SECRET_FIELDS`] string in `value` (at any depth) with its
-    /// sealed form. Values already sealed are left alone.
-    pub fn seal_fields(&self, value: &mut Value) -> Result<(), SecretError> {
-        match value {
-            Value::Object(map) => {
-                for (key, field) in map.iter_mut() {
-                    match field {
-                        Value::String(s) if SECRET_FIELDS.contains(&key.as_str()) && !is_sealed(s) => {
-                            *s = self.seal(s)?;
-                        }
-                        other => self.seal_fields(other)?,
-                    }
-                }
-            }
-            Value::Array(items) => {
-                for item in items {
-                    self.seal_fields(item)?;
-                }
-            }
-            _ => {}
+    /// Runs `f` (a serialisation) with this key installed as the sealer: every
+    /// plain [`Secret`] it writes, at any depth and whatever its field is called,
+    /// comes out sealed.
+    pub fn sealing<R>(&self, f: impl FnOnce() -> R) -> R {
+        let key = self.clone();
+        cubeos_contract::secret::sealing(move |plain| key.seal(plain).ok(), f)
+    }
+
+    /// The value of `secret`, opened if sealed.
+    pub fn reveal(&self, secret: &Secret) -> Result<Zeroizing<String>, SecretError> {
+        match secret.as_travelling() {
+            sealed if is_sealed(sealed) => self.open(sealed),
+            plain => Ok(Zeroizing::new(plain.to_owned())),
         }
-        Ok(())
     }
 
     /// Opens every sealed string in `value` (at any depth). Returns whether anything
@@ -162,66 +149,16 @@ fn key_error(path: &Path, reason: String) -> SecretError {
     }
 }
 
-/// True when `s` is a sealed value.
-pub fn is_sealed(s: &str) -> bool {
-    s.starts_with(SEALED_PREFIX)
-}
-
-/// A secret command argument: sealed (from the gate or a local client) or, from a
-/// loopback client that did not seal it, plain. Never printed.
-#[derive(Clone, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn is_sealed(&self) -> bool {
-        is_sealed(&self.0)
-    }
-
-    /// The value when it is not sealed: what a reader without the key may use.
-    pub fn reveal_plain(&self) -> Option<Zeroizing<String>> {
-        (!self.is_sealed()).then(|| Zeroizing::new(self.0.clone()))
-    }
-
-    /// The value, opened if sealed.
-    pub fn reveal(&self, key: &SecretBox) -> Result<Zeroizing<String>, SecretError> {
-        if is_sealed(&self.0) {
-            key.open(&self.0)
-        } else {
-            Ok(Zeroizing::new(self.0.clone()))
-        }
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Secret {
-        Secret::new(value)
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Secret {
-        Secret::new(value)
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
+/// The plain value of a secret that is not sealed: what a reader without the key
+/// may use.
+pub fn reveal_plain(secret: &Secret) -> Option<Zeroizing<String>> {
+    (!secret.is_sealed()).then(|| Zeroizing::new(secret.as_travelling().to_owned()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Serialize;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
@@ -260,17 +197,28 @@ mod tests {
     }
 
     #[test]
-    fn fields_are_sealed_and_opened_in_place() {
+    fn secrets_are_sealed_by_type_and_opened_in_place() {
         let (_d, key) = key();
-        let mut args = json!({"username": "ann", "password": "pw1", "nested": [{"wifi_password": "w"}], "n": 1});
-        key.seal_fields(&mut args).unwrap();
-        let text = args.to_string();
-        assert!(!text.contains("pw1") && !text.contains("\"w\"") && text.contains("ann"));
-        assert!(key.open_fields(&mut args));
-        assert_eq!(
-            args,
-            json!({"username": "ann", "password": "pw1", "nested": [{"wifi_password": "w"}], "n": 1})
+        #[derive(Serialize)]
+        struct Args {
+            username: String,
+            passphrase: Secret,
+            nested: Vec<Secret>,
+        }
+        let args = Args {
+            username: "ann".into(),
+            passphrase: "pw1".into(),
+            nested: vec!["w".into()],
+        };
+        let mut value = key.sealing(|| serde_json::to_value(&args)).unwrap();
+        let text = value.to_string();
+        assert!(
+            !text.contains("pw1") && !text.contains("\"w\"") && text.contains("ann"),
+            "{text}"
         );
-        assert!(!format!("{:?}", Secret::new("pw1")).contains("pw1"));
+        assert!(key.open_fields(&mut value));
+        assert_eq!(value, json!({"username": "ann", "passphrase": "pw1", "nested": ["w"]}));
+        assert_eq!(key.reveal(&Secret::new(key.seal("x").unwrap())).unwrap().as_str(), "x");
+        assert_eq!(reveal_plain(&Secret::new("p")).unwrap().as_str(), "p");
     }
 }

@@ -8,12 +8,12 @@
 //! through serde.
 
 use serde::{Deserialize, Serialize};
-use sqlx::FromRow;
 
 /// `apps.type`: what an app is for; decides its port range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "TEXT", rename_all = "lowercase"))]
 pub enum AppType {
     System,
     Platform,
@@ -36,9 +36,10 @@ impl AppType {
 }
 
 /// `apps.source`: where an app came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "TEXT", rename_all = "lowercase"))]
 pub enum AppSource {
     Cubeos,
     Casaos,
@@ -57,9 +58,10 @@ impl AppSource {
 }
 
 /// `port_allocations.protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "TEXT", rename_all = "lowercase"))]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -84,22 +86,24 @@ impl std::fmt::Display for Protocol {
 pub use crate::roles::Role;
 
 /// `network_config.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
 #[serde(rename_all = "snake_case")]
-#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "TEXT", rename_all = "snake_case"))]
 pub enum NetworkMode {
     Offline,
     OnlineEth,
     OnlineWifi,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct App {
     pub id: i64,
     pub name: String,
     pub display_name: String,
     pub description: String,
-    #[sqlx(rename = "type")]
+    #[cfg_attr(feature = "sqlx", sqlx(rename = "type"))]
     #[serde(rename = "type")]
     pub app_type: AppType,
     pub category: String,
@@ -117,7 +121,8 @@ pub struct App {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct PortAllocation {
     pub id: i64,
     pub app_id: i64,
@@ -128,7 +133,8 @@ pub struct PortAllocation {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Fqdn {
     pub id: i64,
     pub app_id: i64,
@@ -140,7 +146,8 @@ pub struct Fqdn {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Profile {
     pub id: i64,
     pub name: String,
@@ -152,7 +159,8 @@ pub struct Profile {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct ProfileApp {
     pub profile_id: i64,
     pub app_id: i64,
@@ -160,14 +168,16 @@ pub struct ProfileApp {
 }
 
 /// A row of `system_state` or `preferences` (same shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Setting {
     pub key: String,
     pub value: String,
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct AppHealth {
     pub id: i64,
     pub app_id: i64,
@@ -178,7 +188,8 @@ pub struct AppHealth {
     pub alert_after: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct NetworkConfig {
     pub id: i64,
     pub mode: NetworkMode,
@@ -191,11 +202,12 @@ pub struct NetworkConfig {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct VpnConfig {
     pub id: i64,
     pub name: String,
-    #[sqlx(rename = "type")]
+    #[cfg_attr(feature = "sqlx", sqlx(rename = "type"))]
     #[serde(rename = "type")]
     pub vpn_type: String,
     pub config_path: String,
@@ -208,11 +220,12 @@ pub struct VpnConfig {
     pub secret: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Mount {
     pub id: i64,
     pub name: String,
-    #[sqlx(rename = "type")]
+    #[cfg_attr(feature = "sqlx", sqlx(rename = "type"))]
     #[serde(rename = "type")]
     pub mount_type: String,
     pub remote_path: String,
@@ -226,7 +239,8 @@ pub struct Mount {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Backup {
     pub id: i64,
     pub name: String,
@@ -239,7 +253,8 @@ pub struct Backup {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct User {
     pub id: i64,
     pub username: String,
@@ -250,7 +265,8 @@ pub struct User {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Node {
     pub id: String,
     pub hostname: String,

@@ -26,9 +26,12 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::envelope::{BusError, Caller, ErrorCode, ReplyEnvelope, RequestEnvelope, salvage_reply_address};
-use crate::liveness::Liveness;
-use crate::topics;
+use cubeos_contract::Command;
+use cubeos_contract::envelope::{BusError, Caller, ErrorCode, ReplyEnvelope, RequestEnvelope, salvage_reply_address};
+use cubeos_contract::liveness::Liveness;
+use cubeos_contract::topics;
+
+use crate::secrets::SecretBox;
 
 /// How to reach the broker and who this client is.
 #[derive(Debug, Clone)]
@@ -47,6 +50,8 @@ pub struct BusOptions {
     /// Largest command payload this client parses when serving.
     pub max_command_bytes: usize,
     pub max_concurrent_commands: usize,
+    /// The data dir's key, on the box: calls then seal their secrets.
+    pub secrets: Option<SecretBox>,
 }
 
 impl BusOptions {
@@ -62,7 +67,14 @@ impl BusOptions {
             max_packet: config.broker.max_payload + 1024,
             max_command_bytes: config.bus.max_command_bytes,
             max_concurrent_commands: config.bus.max_concurrent_commands,
+            secrets: None,
         }
+    }
+
+    /// The same options, sealing secrets with `key`.
+    pub fn with_secrets(mut self, key: SecretBox) -> Self {
+        self.secrets = Some(key);
+        self
     }
 
     /// The same options for a service: the client id is the service's name.
@@ -272,40 +284,30 @@ impl Bus {
             .insert(action.to_owned(), handler);
     }
 
-    /// Registers `action` on a service whose state is `state`: the arguments are
-    /// parsed into `A` (a mismatch is `bad_request`), then `f` runs with the state.
-    /// The state is held weakly, so dropping it ends the service rather than leaking
-    /// it through its own handlers.
-    pub fn route<S, A, E, F, Fut>(&self, state: &Arc<S>, action: &str, f: F)
+    /// Binds the command type `C` on this service: its arguments are parsed as
+    /// `C` (a mismatch is `bad_request`), then `f` runs with the service's state
+    /// and the caller. The state is held weakly, so dropping it ends the service
+    /// rather than leaking it through its own handlers.
+    pub fn bind<C, S, E, F, Fut>(&self, state: &Arc<S>, f: F)
     where
+        C: Command,
         S: Send + Sync + 'static,
-        A: DeserializeOwned + Send + 'static,
         E: Into<BusError>,
-        F: Fn(Arc<S>, A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, E>> + Send + 'static,
+        F: Fn(Arc<S>, Caller, C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<C::Reply, E>> + Send + 'static,
     {
-        self.route_as(state, action, move |s, _caller, args| f(s, args));
-    }
-
-    /// [`Bus::route`] for an action whose handler needs to know who called it.
-    pub fn route_as<S, A, E, F, Fut>(&self, state: &Arc<S>, action: &str, f: F)
-    where
-        S: Send + Sync + 'static,
-        A: DeserializeOwned + Send + 'static,
-        E: Into<BusError>,
-        F: Fn(Arc<S>, Caller, A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, E>> + Send + 'static,
-    {
+        debug_assert_eq!(self.inner.options.service.as_deref(), Some(C::SERVICE), "{}", C::ACTION);
         let weak = Arc::downgrade(state);
         let f = Arc::new(f);
-        self.handle(action, move |req: Request| {
+        self.handle(C::ACTION, move |req: Request| {
             let (weak, f) = (weak.clone(), Arc::clone(&f));
             async move {
                 let state = weak
                     .upgrade()
                     .ok_or_else(|| BusError::unavailable("the service is stopping"))?;
-                let args = req.parse()?;
-                f(state, req.caller, args).await.map_err(Into::into)
+                let args: C = req.parse()?;
+                let reply = f(state, req.caller, args).await.map_err(Into::into)?;
+                serde_json::to_value(reply).map_err(|e| BusError::internal(format!("reply not encoded: {e}")))
             }
         });
     }
@@ -333,12 +335,45 @@ impl Bus {
             .map_err(client_down)
     }
 
-    /// Sends a command and waits for its reply (the configured request timeout).
+    /// Sends a command and waits for its typed reply (the configured request
+    /// timeout).
+    pub async fn call<C: Command>(&self, command: &C) -> Result<C::Reply, BusError> {
+        self.call_with_timeout(command, self.inner.options.request_timeout)
+            .await
+    }
+
+    /// [`Bus::call`] with its own timeout. A client holding the data dir's key
+    /// sends every [`Secret`](cubeos_contract::secret::Secret) sealed and reads
+    /// the sealed values of the reply opened.
+    pub async fn call_with_timeout<C: Command>(&self, command: &C, timeout: Duration) -> Result<C::Reply, BusError> {
+        let encode = || serde_json::to_value(command);
+        let args = match &self.inner.options.secrets {
+            Some(key) => key.sealing(encode),
+            None => encode(),
+        }
+        .map_err(|e| BusError::bad_request(e.to_string()))?;
+        let mut reply = self.request_as(C::SERVICE, C::ACTION, args, None, timeout).await?;
+        if let Some(key) = &self.inner.options.secrets {
+            key.open_fields(&mut reply);
+        }
+        serde_json::from_value(reply).map_err(|e| {
+            BusError::internal(format!(
+                "a reply of the wrong shape from {} to {}: {e}",
+                C::SERVICE,
+                C::ACTION
+            ))
+        })
+    }
+
+    /// Sends a command in its wire form and waits for the JSON reply: for tests and
+    /// tools that speak the bus's JSON itself. Services and the CLI use
+    /// [`Bus::call`], whose types come from the contract.
     pub async fn request<A: Serialize>(&self, service: &str, action: &str, args: &A) -> Result<Value, BusError> {
         self.request_with_timeout(service, action, args, self.inner.options.request_timeout)
             .await
     }
 
+    /// [`Bus::request`] with its own timeout.
     pub async fn request_with_timeout<A: Serialize>(
         &self,
         service: &str,
@@ -625,7 +660,7 @@ fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
     let envelope = match parsed {
         Ok(env) if topics::is_reply_topic(&env.reply_to) => env,
         Ok(env) => {
-            warn!(%action, reply_to = %crate::validate::truncate(&env.reply_to, 80), "command without a usable reply_to dropped");
+            warn!(%action, reply_to = %cubeos_contract::validate::truncate(&env.reply_to, 80), "command without a usable reply_to dropped");
             return;
         }
         Err(problem) => {
@@ -657,8 +692,11 @@ fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
             .cloned()
             .collect();
         known.sort();
-        let err = BusError::bad_request(format!("unknown action '{}'", crate::validate::truncate(&action, 64)))
-            .with_details(serde_json::json!({ "actions": known }));
+        let err = BusError::bad_request(format!(
+            "unknown action '{}'",
+            cubeos_contract::validate::truncate(&action, 64)
+        ))
+        .with_details(serde_json::json!({ "actions": known }));
         send_reply(
             inner,
             envelope.reply_to,
@@ -669,7 +707,7 @@ fn dispatch(inner: &Arc<Inner>, action: String, payload: Vec<u8>) {
     // The policy holds here too, not only at the gate: a command stamped with a
     // caller is refused when that role may not call it.
     let caller = envelope.caller.unwrap_or_else(Caller::system);
-    if let Err(err) = crate::roles::check_call(caller.role, service_of(inner), &action) {
+    if let Err(err) = cubeos_contract::roles::check_call(caller.role, service_of(inner), &action) {
         send_reply(
             inner,
             envelope.reply_to,
