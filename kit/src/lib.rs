@@ -31,8 +31,11 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "docker")]
 pub mod docker;
+pub mod job;
+pub mod mirror;
 pub mod private_file;
 pub mod procnet;
+pub mod runner;
 pub mod secrets;
 pub mod service;
 pub mod telemetry;

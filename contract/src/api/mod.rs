@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::roles::Need;
 
+pub mod job;
 pub mod orchestrator;
 pub mod port_allocator;
 pub mod proxy;

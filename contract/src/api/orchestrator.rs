@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::commands;
-use crate::envelope::ErrorCode;
+pub use super::job::{JobStarted, Progress};
 use crate::topics::service::ORCHESTRATOR;
 
 commands! { ORCHESTRATOR;
@@ -21,7 +21,7 @@ commands! { ORCHESTRATOR;
     Remove = "remove", Admin => Removed;
     Logs = "logs", Readonly => LogLines;
     Status = "status", Readonly => Statuses;
-    JobGet = "job.get", Admin => Progress;
+    JobGet = "job.get", Readonly => Progress;
     ImageList = "image.list", Readonly => ImageReport;
     ImageLoad = "image.load", Admin => LoadStarted;
 }
@@ -42,15 +42,6 @@ pub struct Install {
     /// Keep the app's data directory if the install fails.
     #[serde(default)]
     pub keep_data: bool,
-}
-
-/// The reply to a command that goes on as a job: follow its progress events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobStarted {
-    pub job: String,
-    pub app: String,
-    /// The job's steps, in order.
-    pub steps: Vec<String>,
 }
 
 macro_rules! app_command {
@@ -82,6 +73,10 @@ pub struct AppChanged {
     pub stopped: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarted: Option<bool>,
+    /// The job following Swarm until the change is carried out: its progress is
+    /// on the app's progress topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// `remove`: an app, its stack and (unless kept) its data.
@@ -147,26 +142,11 @@ pub struct AppStatus {
     pub error: String,
 }
 
-/// `job.get`: a job's last progress.
+/// `job.get`: a job's last progress (install, lifecycle and image jobs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobGet {
     pub job: String,
-}
-
-/// A progress event of a job (and the reply to `job.get`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Progress {
-    pub job: String,
-    pub step: usize,
-    pub of: usize,
-    pub name: String,
-    /// `running`, `done` (the whole job), `failed`.
-    pub status: String,
-    pub message: String,
-    /// On `failed`: the wire error code of what failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<ErrorCode>,
 }
 
 /// `image.list`: whether the box has images.

@@ -341,10 +341,11 @@ async fn cli_installs_with_progress_and_manages_the_app() {
             .any(|l| l.starts_with("hello") && l.contains("running 1/1") && l.contains("hello.cubeos.cube")),
         "{text}"
     );
-    let out = run(cubeos(&data, mqtt, ws).args(["app", "stop", "hello"]));
+    // `--no-wait` returns once Swarm is asked: the task serves on through Swarm's
+    // stop grace period and the status says so (busybox httpd ignores SIGTERM),
+    // then says stopped once the task is gone.
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "stop", "hello", "--no-wait"]));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello: stop done");
-    // Its task serves on through Swarm's stop grace period: the status says so
-    // (busybox httpd ignores SIGTERM), then says stopped once the task is gone.
     let status_of = || {
         let out = run(cubeos(&data, mqtt, ws).args(["app", "status", "hello", "--json"]));
         serde_json::from_slice::<Value>(&out.stdout).unwrap()["status"].clone()
@@ -361,6 +362,45 @@ async fn cli_installs_with_progress_and_manages_the_app() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(status_of()["replicas"], "0/0");
+
+    // Without `--no-wait`, start returns once the app answers on its port and
+    // stop once it no longer does: the gap between the command returning and
+    // the port closing is none.
+    let record = run(cubeos(&data, mqtt, ws).args(["app", "show", "hello", "--json"]));
+    let port = serde_json::from_slice::<Value>(&record.stdout).unwrap()["ports"][0]["port"]
+        .as_u64()
+        .unwrap() as u16;
+    let answers =
+        || std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok();
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "start", "hello"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("2/2 converge: running 1/1") && text.trim_end().ends_with("hello: start done"),
+        "{text}"
+    );
+    assert!(answers(), "start returned before the app answered on :{port}");
+    let asked = Instant::now();
+    let out = run(cubeos(&data, mqtt, ws).args(["app", "stop", "hello"]));
+    let returned = asked.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("2/2 converge: stopped") && text.trim_end().ends_with("hello: stop done"),
+        "{text}"
+    );
+    let still = Instant::now();
+    while answers() {
+        assert!(still.elapsed() < Duration::from_secs(30), "still answering");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let gap = still.elapsed();
+    println!("app stop returned after {returned:?}; the port closed {gap:?} after that");
+    assert!(
+        gap < Duration::from_millis(500),
+        "stop returned {gap:?} before the port closed"
+    );
+    assert_eq!(status_of()["health"], "stopped");
     let out = run(cubeos(&data, mqtt, ws).args(["app", "logs", "hello"]));
     assert!(out.status.success());
     let out = run(cubeos(&data, mqtt, ws).args(["app", "rm", "hello"]));

@@ -12,7 +12,7 @@ use cubeos_contract::api::registry::{AppCreate, AppGet, FqdnSpec, PortSpec, Sett
 use cubeos_contract::models::{AppSource, AppType};
 use cubeos_kit::{BusError, Config, ErrorCode};
 
-use crate::compose::{self, Context, Vars};
+use cubeos_compose::{self as compose, Context, Vars};
 
 /// A core app: name, display name, type, and its compose file (`deploy/coreapps`).
 pub struct CoreApp {

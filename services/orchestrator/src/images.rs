@@ -97,21 +97,6 @@ async fn in_registry(host: &str, image: &str) -> bool {
         .is_ok_and(|r| r.status().is_success())
 }
 
-/// The message that refuses an install over missing images.
-pub fn missing_message(missing: &[&str]) -> String {
-    let (what, are) = if missing.len() == 1 {
-        ("image", "is")
-    } else {
-        ("images", "are")
-    };
-    format!(
-        "{what} {} {are} not on this box, and an offline box cannot pull: bring {} with \
-         `cubeos image load <file.tar>` (a `docker save` of it), then install again",
-        missing.join(", "),
-        if missing.len() == 1 { "it" } else { "them" },
-    )
-}
-
 /// How far a load has come: bytes sent to Docker, of the file's size.
 pub type OnProgress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
 
@@ -232,15 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn the_refusal_names_every_image_and_the_way_to_bring_it() {
-        let one = missing_message(&["lscr.io/linuxserver/navidrome:0.53.3"]);
-        assert!(
-            one.contains("image lscr.io/linuxserver/navidrome:0.53.3 is not on this box"),
-            "{one}"
-        );
-        assert!(one.contains("cubeos image load <file.tar>"), "{one}");
-        let two = missing_message(&["a:1", "b:2"]);
-        assert!(two.contains("images a:1, b:2 are not on this box"), "{two}");
+    fn a_load_names_the_image_it_loaded() {
         assert_eq!(loaded_name("Loaded image: x/y:1\n"), Some("x/y:1".into()));
         assert_eq!(loaded_name("Loading layer"), None);
     }

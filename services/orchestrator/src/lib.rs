@@ -1,9 +1,10 @@
 //! The CubeOS orchestrator: apps as Docker Swarm stacks, with Swarm the truth for
 //! what runs and the registry for what should run.
 //!
-//! - [`compose`] turns a compose file (hand-written or from the CasaOS store) into
-//!   the Swarm specs `docker stack deploy` would create, with a report of what Swarm
-//!   cannot honour. Pure code.
+//! - `cubeos_compose` (a crate of its own, so that `cubeos app preview` needs no
+//!   service) turns a compose file (hand-written or from the CasaOS store) into
+//!   the Swarm specs `docker stack deploy` would create, with a report of what
+//!   Swarm cannot honour. Pure code.
 //! - [`stack`] creates, updates, scales and removes those objects through bollard.
 //! - [`reconcile`] decides, as a plain function, what to create, scale and remove.
 //! - [`images`] checks that an app's images are on the box (or in the local
@@ -30,12 +31,15 @@
 //! `starting`, `failing`, `stopping` (told to stop, its tasks still serving),
 //! `stopped`, `not_deployed` (registered, never deployed) or `unknown`.
 
-pub mod compose;
 pub mod core;
 pub mod images;
+pub mod install;
+pub mod lifecycle;
 pub mod reconcile;
+pub mod reconciler;
 pub mod service;
 pub mod stack;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -70,7 +74,7 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     bus.bind(&orch, |o, _, a: Remove| async move { o.remove(a).await });
     bus.bind(&orch, |o, _, a: Logs| async move { o.logs(a).await });
     bus.bind(&orch, |o, _, a: Status| async move { o.status(a.name).await });
-    bus.bind(&orch, |o, _, a: JobGet| async move { o.job(&a.job) });
+    bus.bind(&orch, |o, _, a: JobGet| async move { o.jobs.get(&a.job) });
     bus.bind(&orch, |o, _, a: ImageList| async move { o.image_list(a).await });
     bus.bind(&orch, |o, _, a: ImageLoad| async move { o.image_load(a).await });
     // Before taking commands: a marker found now belongs to a crashed run.
@@ -91,7 +95,7 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
         }
         Err(e) => warn!(service = SERVICE, error = %e.message, "service ready, Docker unavailable"),
     }
-    service::reconcile_loop(Arc::clone(&orch), shutdown).await;
+    reconciler::reconcile_loop(Arc::clone(&orch), shutdown).await;
     bus.shutdown().await;
     info!(service = SERVICE, "service stopped");
     Ok(())

@@ -13,8 +13,8 @@ use bollard::query_parameters::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::compose::Translation;
-use crate::compose::swarm::{INSTANCE_LABEL, MANAGED_LABEL, NAMESPACE_LABEL, ownership_labels};
+use cubeos_compose::Translation;
+use cubeos_compose::swarm::{INSTANCE_LABEL, MANAGED_LABEL, NAMESPACE_LABEL, ownership_labels};
 
 /// The Swarm objects of one app, as deployed; kept next to its compose file so the
 /// reconciler can recreate what goes missing.
@@ -439,6 +439,8 @@ pub async fn force_update(docker: &Docker, name: &str) -> Result<(), bollard::er
 pub struct TaskSummary {
     /// Running, and meant to.
     pub running: i64,
+    /// The ids of those tasks.
+    pub running_ids: Vec<String>,
     /// Still running, but told to shut down (stopped or scaled down): they serve
     /// until they exit.
     pub stopping: i64,
@@ -460,6 +462,7 @@ pub async fn task_summary(docker: &Docker, service: &str) -> Result<TaskSummary,
         if status.and_then(|s| s.state) == Some(TaskState::RUNNING) {
             if task.desired_state == Some(TaskState::RUNNING) {
                 summary.running += 1;
+                summary.running_ids.extend(task.id.clone());
             } else {
                 summary.stopping += 1;
             }

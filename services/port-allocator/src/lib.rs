@@ -28,7 +28,6 @@ pub mod occupancy;
 pub mod ranges;
 pub mod swarm;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -41,10 +40,12 @@ use cubeos_contract::topics::{self, service::PORT_ALLOCATOR};
 use cubeos_contract::validate;
 use cubeos_kit::config::DockerConfig;
 use cubeos_kit::docker::DockerLink;
+use cubeos_kit::mirror::AppMirror;
+use cubeos_kit::runner::{self, Schedule, Service};
 use cubeos_kit::{Bus, BusError, ErrorCode, ServiceContext, procnet};
 use serde_json::json;
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::warn;
 
 use occupancy::{Occupancy, candidates, describe, stats};
 use ranges::Ranges;
@@ -68,7 +69,7 @@ pub struct Allocator {
     /// allocations read it instead of asking for every reservation each time. A
     /// stale view only costs a `conflict` from the registry, after which the
     /// allocation re-reads the store.
-    known: std::sync::Mutex<HashMap<String, KnownApp>>,
+    known: AppMirror<KnownApp>,
     /// The host's socket tables, re-read at most every `HOST_SNAPSHOT_TTL` for
     /// allocations (each chosen port is also probed with a bind right before it
     /// is reserved, so a socket that appeared since is still seen).
@@ -76,6 +77,8 @@ pub struct Allocator {
     /// One allocation at a time: concurrent callers would otherwise all race for
     /// the same lowest port and retry.
     lock: Mutex<()>,
+    /// How often the stats are published unprompted.
+    refresh: std::time::Duration,
 }
 
 /// How long a reading of the host's socket tables serves allocations.
@@ -91,49 +94,36 @@ struct KnownApp {
     ports: Vec<(u16, Protocol)>,
 }
 
+impl KnownApp {
+    /// An app's type and ports, from its record.
+    fn of(record: AppRecord) -> KnownApp {
+        KnownApp {
+            app_type: record.app.app_type,
+            ports: record
+                .ports
+                .iter()
+                .filter_map(|p| Some((u16::try_from(p.port).ok()?, p.protocol)))
+                .collect(),
+        }
+    }
+}
+
 impl Allocator {
-    pub fn new(bus: Bus, ranges: Ranges, docker: DockerConfig) -> Self {
+    pub fn new(bus: Bus, ranges: Ranges, docker: DockerConfig, refresh: std::time::Duration) -> Self {
         Allocator {
             bus,
             ranges,
             docker: DockerLink::new(docker, DOCKER_RETRY),
             proc_root: PathBuf::from("/proc"),
-            known: std::sync::Mutex::new(HashMap::new()),
+            known: AppMirror::new(KnownApp::of),
             host_snapshot: std::sync::Mutex::new(None),
             lock: Mutex::new(()),
-        }
-    }
-
-    /// Records an app's retained state (an empty payload: the app is gone).
-    pub fn observe_app(&self, topic: &str, payload: &[u8]) {
-        let Some(name) = topics::app_of_state(topic) else {
-            return;
-        };
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if payload.is_empty() {
-            known.remove(name);
-        } else if let Ok(state) = serde_json::from_slice::<AppRecord>(payload) {
-            let ports = state
-                .ports
-                .iter()
-                .filter_map(|p| Some((u16::try_from(p.port).ok()?, p.protocol)))
-                .collect();
-            known.insert(
-                name.to_owned(),
-                KnownApp {
-                    app_type: state.app.app_type,
-                    ports,
-                },
-            );
+            refresh,
         }
     }
 
     fn known_type(&self, app: &str) -> Option<AppType> {
-        self.known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(app)
-            .map(|k| k.app_type)
+        self.known.get(app).map(|k| k.app_type)
     }
 
     /// Reads reservations (from what the registry published, or with `fresh` from
@@ -147,9 +137,11 @@ impl Allocator {
                 }
             }
         } else {
-            for (app, k) in self.known.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                occ.db.extend(k.ports.iter().map(|key| (*key, app.clone())));
-            }
+            self.known.read(|apps| {
+                for (app, k) in apps {
+                    occ.db.extend(k.ports.iter().map(|key| (*key, app.clone())));
+                }
+            });
         }
         occ.host = self.host_sockets(fresh);
         match self.swarm_ports().await {
@@ -271,15 +263,11 @@ impl Allocator {
     }
 
     fn remember(&self, app: &str, app_type: AppType, port: u16, protocol: Protocol) {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        known
-            .entry(app.to_owned())
-            .or_insert(KnownApp {
-                app_type,
-                ports: Vec::new(),
-            })
-            .ports
-            .push((port, protocol));
+        let new = || KnownApp {
+            app_type,
+            ports: Vec::new(),
+        };
+        self.known.upsert(app, new, |k| k.ports.push((port, protocol)));
     }
 
     async fn undo(&self, app: &str, ports: &[u16], protocol: Protocol) {
@@ -315,9 +303,8 @@ impl Allocator {
             .iter()
             .filter_map(|r| Some((u16::try_from(r.port).ok()?, r.protocol)))
             .collect();
-        if let Some(k) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&args.app) {
-            k.ports.retain(|p| !released.contains(p));
-        }
+        self.known
+            .update(&args.app, |k| k.ports.retain(|p| !released.contains(p)));
         Ok(reply)
     }
 
@@ -406,47 +393,49 @@ impl Allocator {
 
 /// The port allocator's entry point.
 pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
-    let ServiceContext {
-        config,
-        bus,
-        mut shutdown,
-    } = ctx;
-    let ranges = Ranges::from_config(&config.ports).map_err(anyhow::Error::msg)?;
-    let allocator = Arc::new(Allocator::new(bus.clone(), ranges, config.docker.clone()));
-    bus.bind(&allocator, |a, _, args: Allocate| async move { a.allocate(args).await });
-    bus.bind(&allocator, |a, _, args: Release| async move { a.release(args).await });
-    bus.bind(&allocator, |a, _, args: Check| async move { a.check(args).await });
-    bus.bind(
-        &allocator,
-        |a, _, args: Available| async move { a.available(args).await },
+    let ranges = Ranges::from_config(&ctx.config.ports).map_err(anyhow::Error::msg)?;
+    let allocator = Allocator::new(
+        ctx.bus.clone(),
+        ranges,
+        ctx.config.docker.clone(),
+        ctx.config.ports.refresh_interval,
     );
-    bus.bind(&allocator, |a, _, _: Stats| async move { a.stats().await });
-    let mut app_changes = bus
-        .subscribe(&topics::all_app_states(), rumqttc::QoS::AtMostOnce)
-        .await?;
-    bus.serve().await?;
-    info!(service = SERVICE, "service ready");
+    runner::run(ctx, Arc::new(allocator)).await
+}
 
-    let mut tick = tokio::time::interval(config.ports.refresh_interval);
-    // App changes update the view at once; the stats they change are published
-    // once per burst.
-    let mut publish_at: Option<tokio::time::Instant> = None;
-    loop {
-        let due = publish_at;
-        tokio::select! {
-            _ = shutdown.wait() => break,
-            _ = tick.tick() => allocator.publish_stats().await,
-            Some(msg) = app_changes.recv() => {
-                allocator.observe_app(&msg.topic, &msg.payload);
-                publish_at.get_or_insert_with(|| tokio::time::Instant::now() + STATS_DEBOUNCE);
-            }
-            _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
-                publish_at = None;
-                allocator.publish_stats().await;
-            }
+impl Service for Allocator {
+    const NAME: &'static str = PORT_ALLOCATOR;
+
+    fn bind(self: &Arc<Self>, bus: &Bus) {
+        bus.bind(self, |a, _, args: Allocate| async move { a.allocate(args).await });
+        bus.bind(self, |a, _, args: Release| async move { a.release(args).await });
+        bus.bind(self, |a, _, args: Check| async move { a.check(args).await });
+        bus.bind(self, |a, _, args: Available| async move { a.available(args).await });
+        bus.bind(self, |a, _, _: Stats| async move { a.stats().await });
+    }
+
+    /// The registry republishes an app on every reservation and release, so the
+    /// app states cover changes made by anyone.
+    fn follows(&self) -> Vec<String> {
+        vec![AppMirror::<KnownApp>::filter()]
+    }
+
+    fn observe(&self, topic: &str, payload: &[u8]) -> bool {
+        self.known.observe(topic, payload).is_some()
+    }
+
+    /// App changes update the view at once; the stats they change are published
+    /// once per burst.
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            interval: self.refresh,
+            settle: STATS_DEBOUNCE,
+            max_backoff: self.refresh,
         }
     }
-    bus.shutdown().await;
-    info!(service = SERVICE, "service stopped");
-    Ok(())
+
+    async fn react(self: &Arc<Self>) -> Result<(), String> {
+        self.publish_stats().await;
+        Ok(())
+    }
 }

@@ -42,10 +42,12 @@ use cubeos_contract::api::registry::FqdnSetProxyId;
 use cubeos_contract::models::AppRecord;
 use cubeos_contract::topics::{self, service::PROXY};
 use cubeos_kit::config::{DnsBackendKind, ProxyBackendKind, ProxyConfig};
+use cubeos_kit::mirror::AppMirror;
+use cubeos_kit::runner::{self, Schedule, Service};
 use cubeos_kit::secrets::SecretBox;
 use cubeos_kit::{Bus, BusError, Config, ServiceContext};
 use tokio::sync::Mutex;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, warn};
 
 use backend::{Dns, Outcome, Proxy};
 use desired::{Desired, Network};
@@ -56,7 +58,7 @@ pub const SERVICE: &str = PROXY;
 pub struct ProxyService {
     bus: Bus,
     config: ProxyConfig,
-    apps: std::sync::Mutex<BTreeMap<String, AppRecord>>,
+    apps: AppMirror,
     system: std::sync::Mutex<BTreeMap<String, String>>,
     dns: Mutex<Dns>,
     proxy: Mutex<Proxy>,
@@ -100,7 +102,7 @@ impl ProxyService {
         ProxyService {
             bus,
             config: p.clone(),
-            apps: Default::default(),
+            apps: AppMirror::records(),
             system: Default::default(),
             dns: Mutex::new(dns),
             proxy: Mutex::new(proxy),
@@ -118,31 +120,24 @@ impl ProxyService {
             }
             return false;
         }
-        let Some(name) = topics::app_of_state(topic) else {
-            return false;
-        };
-        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
-        if payload.is_empty() {
-            return apps.remove(name).is_some();
-        }
-        match serde_json::from_slice::<AppRecord>(payload) {
-            Ok(record) => {
-                // The NPM id this service writes back is not a change of names:
-                // comparing it would start a second pass after every create.
-                let changed =
-                    apps.get(name).map(|r| desired::routing(&r.fqdns)) != Some(desired::routing(&record.fqdns));
-                apps.insert(name.to_owned(), record);
-                changed
+        // The NPM id this service writes back is not a change of names: comparing
+        // it would start a second pass after every create.
+        match self.apps.observe(topic, payload) {
+            Some((before, after)) => {
+                before.as_ref().map(|r| desired::routing(&r.fqdns))
+                    != after.as_ref().map(|r| desired::routing(&r.fqdns))
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
     /// The desired state now, or `None` until the system's domain is known.
     pub fn desired(&self) -> Option<Desired> {
         let network = Network::from_system(&self.system.lock().unwrap_or_else(|p| p.into_inner()))?;
-        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
-        Some(desired::desired(apps.values(), &network, &self.config.backend_host))
+        Some(
+            self.apps
+                .read(|apps| desired::desired(apps.values(), &network, &self.config.backend_host)),
+        )
     }
 
     /// One reconcile pass over both backends. Ok when both are in sync.
@@ -290,73 +285,54 @@ impl ProxyService {
 
 /// The service's entry point.
 pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
-    let ServiceContext {
-        config,
-        bus,
-        mut shutdown,
-    } = ctx;
-    let service = Arc::new(ProxyService::new(bus.clone(), &config));
-    bus.bind(&service, |s, _, _: DnsList| async move {
-        Ok::<_, BusError>(s.entries(true))
-    });
-    bus.bind(&service, |s, _, _: ProxyList| async move {
-        Ok::<_, BusError>(s.entries(false))
-    });
-    bus.bind(&service, |s, _, _: Sync| async move {
-        let result = s.pass().await;
-        result.map(|_| s.status()).map_err(BusError::unavailable)
-    });
-    let mut apps = bus
-        .subscribe(&topics::all_app_states(), rumqttc::QoS::AtMostOnce)
-        .await?;
-    let mut system = bus.subscribe(&topics::system_state(), rumqttc::QoS::AtMostOnce).await?;
-    bus.serve().await?;
-    service.publish().await;
-    let status = service.status();
-    info!(
-        service = SERVICE,
-        dns = status.dns.backend,
-        proxy = status.proxy.backend,
-        "service ready"
-    );
+    let service = ProxyService::new(ctx.bus.clone(), &ctx.config);
+    runner::run(ctx, Arc::new(service)).await
+}
 
-    let interval = service.config.interval;
-    let mut backoff = Duration::from_secs(1);
-    // Changes arrive in bursts (an install adds a row, then updates it): one pass
-    // after the burst settles.
-    let settle = Duration::from_millis(150);
-    let mut next = tokio::time::Instant::now() + settle;
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => break,
-            Some(msg) = apps.recv() => {
-                if service.observe(&msg.topic, &msg.payload) {
-                    next = next.min(tokio::time::Instant::now() + settle);
-                }
-            }
-            Some(msg) = system.recv() => {
-                if service.observe(&msg.topic, &msg.payload) {
-                    next = next.min(tokio::time::Instant::now() + settle);
-                }
-            }
-            _ = tokio::time::sleep_until(next) => {
-                let result = service.pass().instrument(info_span!("reconcile")).await;
-                next = tokio::time::Instant::now() + match result {
-                    Ok(()) => {
-                        backoff = Duration::from_secs(1);
-                        interval
-                    }
-                    Err(e) => {
-                        warn!(error = %e, retry_in = ?backoff, "reconcile pass failed");
-                        let wait = backoff;
-                        backoff = (backoff * 2).min(service.config.max_backoff);
-                        wait
-                    }
-                };
-            }
+impl Service for ProxyService {
+    const NAME: &'static str = PROXY;
+
+    fn bind(self: &Arc<Self>, bus: &Bus) {
+        bus.bind(
+            self,
+            |s, _, _: DnsList| async move { Ok::<_, BusError>(s.entries(true)) },
+        );
+        bus.bind(
+            self,
+            |s, _, _: ProxyList| async move { Ok::<_, BusError>(s.entries(false)) },
+        );
+        bus.bind(self, |s, _, _: Sync| async move {
+            let result = s.pass().await;
+            result.map(|_| s.status()).map_err(BusError::unavailable)
+        });
+    }
+
+    fn follows(&self) -> Vec<String> {
+        vec![AppMirror::<AppRecord>::filter(), topics::system_state()]
+    }
+
+    fn observe(&self, topic: &str, payload: &[u8]) -> bool {
+        ProxyService::observe(self, topic, payload)
+    }
+
+    /// Changes arrive in bursts (an install adds a row, then updates it): one
+    /// pass after the burst settles; a failing backend is retried with backoff
+    /// while apps keep running.
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            interval: self.config.interval,
+            settle: Duration::from_millis(150),
+            max_backoff: self.config.max_backoff,
         }
     }
-    bus.shutdown().await;
-    info!(service = SERVICE, "service stopped");
-    Ok(())
+
+    async fn ready(self: &Arc<Self>) {
+        self.publish().await;
+        let status = self.status();
+        info!(dns = status.dns.backend, proxy = status.proxy.backend, "proxy backends");
+    }
+
+    async fn react(self: &Arc<Self>) -> Result<(), String> {
+        self.pass().await
+    }
 }

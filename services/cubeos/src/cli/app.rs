@@ -3,18 +3,31 @@
 use clap::Subcommand;
 use std::collections::BTreeMap;
 
+use cubeos_contract::api::Command;
 use cubeos_contract::api::orchestrator::{
     AppChanged, AppStatus, Disable, Enable, Logs, Remove, Restart, Start, Status, Statuses, Stop,
 };
 use cubeos_contract::api::registry::{AppGet, AppList};
 use cubeos_contract::liveness::Liveness;
 use cubeos_contract::models::AppRecord;
-use cubeos_contract::topics::service::{ORCHESTRATOR, REGISTRY};
-use cubeos_kit::BusError;
+use cubeos_contract::topics::{self, service::ORCHESTRATOR, service::REGISTRY};
+use cubeos_contract::validate;
+use cubeos_kit::{BusError, ErrorCode};
 use serde::Serialize;
 
+use super::progress::{self, Bar, Ended};
 use super::{Cli, Client};
 use crate::output;
+
+/// The app a lifecycle command is for, and whether to wait for Swarm.
+#[derive(clap::Args)]
+pub struct Lifecycle {
+    pub name: String,
+    /// Return once the change is asked for, without waiting until the app runs
+    /// (or has stopped).
+    #[arg(long)]
+    pub no_wait: bool,
+}
 
 #[derive(Subcommand)]
 pub enum AppCommand {
@@ -43,15 +56,15 @@ pub enum AppCommand {
         env: Vec<String>,
     },
     /// Start an app's services.
-    Start { name: String },
+    Start(Lifecycle),
     /// Stop an app's services (they stay stopped until started).
-    Stop { name: String },
+    Stop(Lifecycle),
     /// Restart an app's services.
-    Restart { name: String },
+    Restart(Lifecycle),
     /// Enable an app (start it, and on every boot).
-    Enable { name: String },
+    Enable(Lifecycle),
     /// Disable an app (stop it, and not on boot).
-    Disable { name: String },
+    Disable(Lifecycle),
     /// Remove an app: its services, ports, names and files.
     Rm {
         name: String,
@@ -103,11 +116,11 @@ pub async fn run(cli: &Cli, cmd: AppCommand) -> anyhow::Result<()> {
     let result = match cmd {
         AppCommand::Ls { json } => list(&client, json).await,
         AppCommand::Install { file, name, force, env } => super::install::run(&client, &file, name, force, &env).await,
-        AppCommand::Start { name } => changed(client.call(&Start { name }).await, "start"),
-        AppCommand::Stop { name } => changed(client.call(&Stop { name }).await, "stop"),
-        AppCommand::Restart { name } => changed(client.call(&Restart { name }).await, "restart"),
-        AppCommand::Enable { name } => changed(client.call(&Enable { name }).await, "enable"),
-        AppCommand::Disable { name } => changed(client.call(&Disable { name }).await, "disable"),
+        AppCommand::Start(l) => lifecycle(&client, l, "start", |name| Start { name }).await,
+        AppCommand::Stop(l) => lifecycle(&client, l, "stop", |name| Stop { name }).await,
+        AppCommand::Restart(l) => lifecycle(&client, l, "restart", |name| Restart { name }).await,
+        AppCommand::Enable(l) => lifecycle(&client, l, "enable", |name| Enable { name }).await,
+        AppCommand::Disable(l) => lifecycle(&client, l, "disable", |name| Disable { name }).await,
         AppCommand::Rm { name, keep_data } => remove(&client, name, keep_data).await,
         AppCommand::Logs { name, tail, since } => {
             let args = Logs {
@@ -228,9 +241,48 @@ fn ports_of(record: &AppRecord) -> String {
         .join(",")
 }
 
-/// A lifecycle command's outcome, as printed.
-fn changed(reply: Result<AppChanged, BusError>, action: &str) -> anyhow::Result<()> {
-    output::line(&format!("{}: {action} done", reply?.app));
+/// A lifecycle command: asks for the change, then (unless `--no-wait`) follows
+/// its job with a progress bar until Swarm has carried it out. A job that fails
+/// exits non-zero with the failing step.
+async fn lifecycle<C>(
+    client: &Client,
+    l: Lifecycle,
+    action: &str,
+    command: impl FnOnce(String) -> C,
+) -> anyhow::Result<()>
+where
+    C: Command<Reply = AppChanged>,
+{
+    validate::name("name", &l.name).map_err(BusError::from)?;
+    // Subscribed before asking, so that no progress event is missed.
+    let mut events = client
+        .bus
+        .subscribe(&topics::app_progress(&l.name), rumqttc::QoS::AtMostOnce)
+        .await?;
+    let reply = client.call(&command(l.name)).await?;
+    if let Some(job) = reply.job.as_deref().filter(|_| !l.no_wait) {
+        let mut bar = Bar::new();
+        let ended = progress::follow(client, &mut events, job, &mut bar).await?;
+        bar.finish();
+        match ended {
+            Ended::Done(_) => {}
+            Ended::Failed(event) => {
+                return Err(BusError::new(
+                    event.code.unwrap_or(ErrorCode::Internal),
+                    format!("{}: {action}: {}", reply.app, event.message),
+                )
+                .into());
+            }
+            Ended::Lost => {
+                return Err(BusError::unavailable(format!(
+                    "{}: CubeOS restarted before the {action} was seen through; see `cubeos app status {0}`",
+                    reply.app
+                ))
+                .into());
+            }
+        }
+    }
+    output::line(&format!("{}: {action} done", reply.app));
     Ok(())
 }
 

@@ -4,8 +4,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use cubeos_compose as compose;
 use cubeos_kit::BusError;
-use cubeos_orchestrator::compose;
 
 pub struct ComposeFile {
     pub text: String,

@@ -8,10 +8,10 @@
 
 use std::collections::BTreeMap;
 
+use cubeos_compose::{self as compose, Context, Outcome, Translation, Vars};
 use cubeos_contract::api::orchestrator::ImageList;
 use cubeos_contract::api::port_allocator::{Check, Holder, PortCheck};
 use cubeos_kit::BusError;
-use cubeos_orchestrator::compose::{self, Context, Outcome, Translation, Vars};
 use serde::Serialize;
 
 use super::compose_file::ComposeFile;
@@ -48,7 +48,7 @@ pub async fn run(cli: &Cli, file: &str, name: Option<String>, json: bool, force:
     t.check(force).map_err(|e| BusError::bad_request(e.to_string()))?;
     if let Some(live) = live.filter(|l| !l.missing_images.is_empty()) {
         let missing: Vec<&str> = live.missing_images.iter().map(String::as_str).collect();
-        return Err(BusError::not_found(cubeos_orchestrator::images::missing_message(&missing)).into());
+        return Err(BusError::not_found(compose::missing_images(&missing)).into());
     }
     Ok(())
 }

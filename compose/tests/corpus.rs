@@ -5,13 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::{EndpointPortConfigPublishModeEnum, MountType, ServiceSpec};
+use cubeos_compose::{Context, Outcome, PortKey, SystemVars, Translation, Vars, name_from_file, translate};
 use cubeos_contract::models::{AppSource, Protocol};
-use cubeos_orchestrator::compose::{
-    Context, Outcome, PortKey, SystemVars, Translation, Vars, name_from_file, translate,
-};
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/casaos-appstore/apps")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/casaos-appstore/apps")
 }
 
 fn ctx(name: &str) -> Context {

@@ -1,18 +1,18 @@
 //! Parse + translate the whole CasaOS corpus: total and per file.
 //!
-//! Run: `cargo bench -p cubeos-orchestrator --bench corpus`; `cargo test` runs it
+//! Run: `cargo bench -p cubeos-compose --bench corpus`; `cargo test` runs it
 //! short.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cubeos_orchestrator::compose::{Context, SystemVars, Vars, name_from_file, translate};
+use cubeos_compose::{Context, SystemVars, Vars, name_from_file, translate};
 use cubeos_tests::bench;
 
 fn main() {
     bench::announce("corpus");
     let rounds_wanted = bench::scaled(20, 3);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/casaos-appstore/apps");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/casaos-appstore/apps");
     let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
         .expect("corpus at ../shared/casaos-appstore/apps")
         .map(|e| {

@@ -493,3 +493,35 @@ fn web_ui(meta: &casaos::Metadata, ports: &[PublishedPort]) -> Option<WebUi> {
         path: hint.map(|h| h.path).unwrap_or_else(|| "/".into()),
     })
 }
+
+/// The message that refuses an install over missing images.
+pub fn missing_images(missing: &[&str]) -> String {
+    let (what, are) = if missing.len() == 1 {
+        ("image", "is")
+    } else {
+        ("images", "are")
+    };
+    format!(
+        "{what} {} {are} not on this box, and an offline box cannot pull: bring {} with \
+         `cubeos image load <file.tar>` (a `docker save` of it), then install again",
+        missing.join(", "),
+        if missing.len() == 1 { "it" } else { "them" },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_names_every_image_and_the_way_to_bring_it() {
+        let one = missing_images(&["lscr.io/linuxserver/navidrome:0.53.3"]);
+        assert!(
+            one.contains("image lscr.io/linuxserver/navidrome:0.53.3 is not on this box"),
+            "{one}"
+        );
+        assert!(one.contains("cubeos image load <file.tar>"), "{one}");
+        let two = missing_images(&["a:1", "b:2"]);
+        assert!(two.contains("images a:1, b:2 are not on this box"), "{two}");
+    }
+}

@@ -2,7 +2,7 @@
 //! inputs that must be refused with a typed error.
 
 use bollard_stubs::models::{MountType, TaskSpecRestartPolicyConditionEnum};
-use cubeos_orchestrator::compose::{ComposeError, Context, InterpolationError, Outcome, SystemVars, Vars, translate};
+use cubeos_compose::{ComposeError, Context, InterpolationError, Outcome, SystemVars, Vars, translate};
 
 fn ctx(name: &str) -> Context {
     let system = SystemVars {
