@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::roles::Role;
 
 /// The closed set of wire error codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -48,7 +48,7 @@ impl std::fmt::Display for ErrorCode {
 
 /// The one error that crosses the bus: what a handler returns and what a request
 /// resolves to when the far side (or the wait for it) failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema)]
 #[error("{code}: {message}")]
 pub struct BusError {
     pub code: ErrorCode,
@@ -103,7 +103,7 @@ impl BusError {
 /// Who sent a command. The gate stamps it on commands from outside clients (and
 /// strips any a client sent); commands without one come from the loopback broker,
 /// whose clients hold the service credentials, and are `system`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Caller {
     pub user: String,
     pub role: Role,
@@ -127,7 +127,7 @@ impl Caller {
 }
 
 /// A command as it travels on the bus.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RequestEnvelope {
     pub id: String,
     pub reply_to: String,
@@ -138,7 +138,7 @@ pub struct RequestEnvelope {
 }
 
 /// A reply as it travels on the bus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReplyEnvelope {
     pub id: String,
     pub ok: bool,

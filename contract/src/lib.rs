@@ -31,6 +31,7 @@ pub mod envelope;
 pub mod liveness;
 pub mod models;
 pub mod roles;
+pub mod schema;
 pub mod secret;
 pub mod topics;
 pub mod validate;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::topics::service::{BACKUP_SCHEDULER, NETWORK_MODE};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "sqlx", sqlx(type_name = "TEXT", rename_all = "snake_case"))]
@@ -70,6 +70,20 @@ pub enum Need {
     Admin,
     /// Services only (e.g. checking a login for the gate).
     System,
+}
+
+impl Need {
+    /// Its name, as the contract file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Need::Setup => "setup",
+            Need::SignIn => "sign_in",
+            Need::Readonly => "readonly",
+            Need::User => "user",
+            Need::Admin => "admin",
+            Need::System => "system",
+        }
+    }
 }
 
 /// Commands of services the contract does not type yet (they are planned: the

@@ -82,6 +82,20 @@ impl Serialize for Secret {
     }
 }
 
+/// On the wire a secret is a string: plain from a client, sealed between services.
+impl schemars::JsonSchema for Secret {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A secret: plain from a client, `sealed:v1:...` between services; never in a reply."
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
         String::deserialize(deserializer).map(Secret)
@@ -110,7 +124,7 @@ impl std::fmt::Debug for Secret {
 mod tests {
     use super::*;
 
-    #[derive(Serialize)]
+    #[derive(Serialize, schemars::JsonSchema)]
     struct Nested {
         passphrase: Secret,
         list: Vec<Secret>,

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 /// A field that failed its rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, schemars::JsonSchema)]
 #[error("{field}: {reason}")]
 pub struct FieldError {
     pub field: String,

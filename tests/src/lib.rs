@@ -126,8 +126,15 @@ impl System {
     /// in this process and waits until it is online: it serves its commands.
     pub async fn start_service(&mut self, name: &str) {
         let entry = cubeos_services::find(name).unwrap_or_else(|| panic!("no service called {name}"));
-        // Subscribed first: a retained `online` of an earlier run comes before the
-        // `starting` this connection announces, and does not count.
+        self.start_entry(*entry).await;
+    }
+
+    /// Starts a service that is not in the list (an example, or a test's own) and
+    /// waits until it is online.
+    pub async fn start_entry(&mut self, entry: cubeos_kit::service::Entry) {
+        let name = entry.name;
+        // A service that stopped left `offline` retained (its shutdown, or its last
+        // will), so the `online` awaited here is this run's.
         let watcher = self.client(&format!("ready-probe-{name}")).await;
         let mut liveness = watcher
             .subscribe(&topics::service_status(name), rumqttc::QoS::AtMostOnce)
@@ -144,12 +151,9 @@ impl System {
         };
         self.services.push((trigger, tokio::spawn((entry.run)(ctx))));
         let online = async {
-            let mut started = false;
             while let Some(msg) = liveness.recv().await {
-                match Liveness::parse(&msg.payload) {
-                    Some(Liveness::Starting) => started = true,
-                    Some(Liveness::Online) if started => return,
-                    _ => {}
+                if Liveness::parse(&msg.payload) == Some(Liveness::Online) {
+                    return;
                 }
             }
         };

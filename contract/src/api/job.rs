@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::ErrorCode;
 
 /// The reply to a command that goes on as a job: follow its progress events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobStarted {
     pub job: String,
     pub app: String,
@@ -16,7 +16,7 @@ pub struct JobStarted {
 }
 
 /// A progress event of a job (and the reply to `job.get`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Progress {
     pub job: String,
     pub step: usize,

@@ -9,6 +9,7 @@
 //! One module per service; each also holds the payloads of the state topics and
 //! events that service owns.
 
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -22,7 +23,7 @@ pub mod proxy;
 pub mod registry;
 
 /// A command: its arguments are the type's fields.
-pub trait Command: Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Command: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static {
     /// The service that answers it.
     const SERVICE: &'static str;
     /// Its action, the last level of `cubeos/cmd/<service>/<action>`.
@@ -30,7 +31,7 @@ pub trait Command: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The least a caller needs to call it.
     const NEED: Need;
     /// What a successful reply's `data` holds.
-    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    type Reply: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
 }
 
 /// A command as the gate and the role table see it, without its type.
@@ -42,6 +43,9 @@ pub struct Spec {
     /// Parses a command's arguments as its type and writes them back: run under a
     /// sealer, every secret in them comes out sealed (see [`crate::secret`]).
     pub reencode: fn(Value) -> Result<Value, serde_json::Error>,
+    /// The JSON Schema of its arguments and of its reply (for the contract file).
+    pub args_schema: fn(&mut SchemaGenerator) -> Schema,
+    pub reply_schema: fn(&mut SchemaGenerator) -> Schema,
 }
 
 impl std::fmt::Debug for Spec {
@@ -57,6 +61,8 @@ impl Spec {
             action: C::ACTION,
             need: C::NEED,
             reencode: reencode::<C>,
+            args_schema: |g| g.subschema_for::<C>(),
+            reply_schema: |g| g.subschema_for::<C::Reply>(),
         }
     }
 }
@@ -110,7 +116,7 @@ macro_rules! no_args {
     ($($ty:ident),* $(,)?) => {
         $(
             #[doc = concat!("`", stringify!($ty), "`: no arguments.")]
-            #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+            #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
             #[serde(deny_unknown_fields)]
             pub struct $ty {}
         )*
@@ -119,7 +125,7 @@ macro_rules! no_args {
 pub(crate) use no_args;
 
 /// The reply to a deletion: what was deleted.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Deleted {
     pub deleted: String,
 }

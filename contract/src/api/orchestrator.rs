@@ -27,7 +27,7 @@ commands! { ORCHESTRATOR;
 }
 
 /// `install`: an app from a compose file (its text, or a path on the box).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Install {
     /// The compose file's text, or
@@ -47,7 +47,7 @@ pub struct Install {
 macro_rules! app_command {
     ($($ty:ident: $doc:literal,)*) => {$(
         #[doc = $doc]
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $ty {
             pub name: String,
@@ -64,7 +64,7 @@ app_command! {
 }
 
 /// The reply to a lifecycle command: what was done to the app.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AppChanged {
     pub app: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,7 +80,7 @@ pub struct AppChanged {
 }
 
 /// `remove`: an app, its stack and (unless kept) its data.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Remove {
     pub name: String,
@@ -89,7 +89,7 @@ pub struct Remove {
 }
 
 /// The reply to `remove`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Removed {
     pub app: String,
     pub removed: bool,
@@ -99,7 +99,7 @@ pub struct Removed {
 }
 
 /// `logs`: the last lines of an app's services.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Logs {
     pub name: String,
@@ -109,21 +109,21 @@ pub struct Logs {
 }
 
 /// The reply to `logs`: `<service>: <line>` each.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LogLines {
     pub app: String,
     pub lines: Vec<String>,
 }
 
 /// `status`: one app's runtime status, or every app's.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Status {
     pub name: Option<String>,
 }
 
 /// The reply to `status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Statuses {
     One { app: String, status: Option<AppStatus> },
@@ -131,7 +131,7 @@ pub enum Statuses {
 }
 
 /// `cubeos/state/apps/<name>/status`: an app's runtime status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AppStatus {
     pub running: bool,
     /// `running`, `starting`, `stopping`, `stopped`, `failing`, `not_deployed`,
@@ -143,14 +143,14 @@ pub struct AppStatus {
 }
 
 /// `job.get`: a job's last progress (install, lifecycle and image jobs).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobGet {
     pub job: String,
 }
 
 /// `image.list`: whether the box has images.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageList {
     /// These images; without it, every image an installed app uses.
@@ -158,7 +158,7 @@ pub struct ImageList {
 }
 
 /// Where an image was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Location {
     /// This node's Docker engine has it.
@@ -168,7 +168,7 @@ pub enum Location {
 }
 
 /// One image and whether the box has it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageState {
     pub image: String,
     pub present: bool,
@@ -179,7 +179,7 @@ pub struct ImageState {
 }
 
 /// One row of `image.list`: an image and the apps using it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageRow {
     #[serde(flatten)]
     pub state: ImageState,
@@ -188,7 +188,7 @@ pub struct ImageRow {
 }
 
 /// The reply to `image.list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageReport {
     pub images: Vec<ImageRow>,
     /// Other Swarm nodes, whose engines were not asked.
@@ -196,7 +196,7 @@ pub struct ImageReport {
 }
 
 /// `image.load`: an image archive on this box (what `docker save` writes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageLoad {
     /// Absolute.
@@ -204,7 +204,7 @@ pub struct ImageLoad {
 }
 
 /// The reply to `image.load`: follow `cubeos/events/images/progress`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LoadStarted {
     pub job: String,
     pub path: String,

@@ -17,7 +17,7 @@ commands! { PORT_ALLOCATOR;
 no_args! { Stats }
 
 /// `allocate`: free ports for an app, reserved in the registry.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Allocate {
     pub app: String,
@@ -30,7 +30,7 @@ pub struct Allocate {
 }
 
 /// Whether the Swarm check ran, for replies: a reply never pretends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum SwarmCheck {
     Checked,
@@ -38,7 +38,7 @@ pub enum SwarmCheck {
 }
 
 /// The reply to `allocate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Allocated {
     pub app: String,
     pub protocol: Protocol,
@@ -49,7 +49,7 @@ pub struct Allocated {
 }
 
 /// `release`: one port of an app, or all of them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Release {
     pub app: String,
@@ -58,7 +58,7 @@ pub struct Release {
 }
 
 /// `check`: who holds a port.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Check {
     pub port: i64,
@@ -66,7 +66,7 @@ pub struct Check {
 }
 
 /// One holder of a port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Holder {
     App {
@@ -83,7 +83,7 @@ pub enum Holder {
 }
 
 /// The reply to `check`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PortCheck {
     pub port: u16,
     pub protocol: Protocol,
@@ -97,7 +97,7 @@ pub struct PortCheck {
 }
 
 /// `available`: the next free ports of a range.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Available {
     #[serde(rename = "type")]
@@ -107,7 +107,7 @@ pub struct Available {
 }
 
 /// The reply to `available`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AvailablePorts {
     #[serde(rename = "type")]
     pub app_type: AppType,
@@ -117,7 +117,7 @@ pub struct AvailablePorts {
 }
 
 /// In use / free in one range, for one protocol.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RangeStats {
     #[serde(rename = "type")]
     pub app_type: String,
@@ -128,7 +128,7 @@ pub struct RangeStats {
 }
 
 /// `cubeos/state/ports` and the reply to `stats`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PortStats {
     pub tcp: Vec<RangeStats>,
     pub udp: Vec<RangeStats>,

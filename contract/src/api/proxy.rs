@@ -15,7 +15,7 @@ commands! { PROXY;
 no_args! { DnsList, ProxyList, Sync }
 
 /// One name of `dns.list` / `proxy.list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Entry {
     pub name: String,
     pub desired: Option<String>,
@@ -26,7 +26,7 @@ pub struct Entry {
 }
 
 /// The reply to `dns.list` / `proxy.list`: one backend and its names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Entries {
     pub backend: String,
     pub healthy: bool,
@@ -35,7 +35,7 @@ pub struct Entries {
 }
 
 /// The health of one backend.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BackendStatus {
     pub backend: String,
     pub healthy: bool,
@@ -48,7 +48,7 @@ pub struct BackendStatus {
 }
 
 /// `cubeos/state/proxy` and the reply to `sync`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProxyStatus {
     pub dns: BackendStatus,
     pub proxy: BackendStatus,

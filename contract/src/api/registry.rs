@@ -74,7 +74,7 @@ no_args! {
 }
 
 /// `app.create`: a new app with its ports and names.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppCreate {
     pub name: String,
@@ -100,14 +100,14 @@ pub struct AppCreate {
 }
 
 /// `app.get`: one app by name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppGet {
     pub name: String,
 }
 
 /// `app.list`: every app, optionally filtered.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppList {
     #[serde(rename = "type")]
@@ -117,7 +117,7 @@ pub struct AppList {
 
 /// `app.update`: the fields to change. Name, ports and names have their own
 /// commands.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppUpdate {
     pub name: String,
@@ -139,14 +139,14 @@ pub struct AppUpdate {
 }
 
 /// `app.delete`: an app with its ports and names.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppDelete {
     pub name: String,
 }
 
 /// A port as given in `app.create` or `port.reserve`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortSpec {
     pub port: i64,
@@ -156,7 +156,7 @@ pub struct PortSpec {
 }
 
 /// `port.reserve`: one port for an app.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortReserve {
     pub app: String,
@@ -165,7 +165,7 @@ pub struct PortReserve {
 }
 
 /// `port.release`: one port, or every port of the app when `port` is absent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortRelease {
     pub app: String,
@@ -174,20 +174,20 @@ pub struct PortRelease {
 }
 
 /// The reply to `port.release`: the reservations that ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Released {
     pub released: Vec<PortAllocation>,
 }
 
 /// `port.list`: every reservation, or one app's.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortList {
     pub app: Option<String>,
 }
 
 /// A reservation with the name of the app holding it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct HeldPort {
     #[cfg_attr(feature = "sqlx", sqlx(flatten))]
@@ -197,7 +197,7 @@ pub struct HeldPort {
 }
 
 /// A name as given in `app.create` or `fqdn.add`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FqdnSpec {
     pub fqdn: String,
@@ -206,7 +206,7 @@ pub struct FqdnSpec {
 }
 
 /// `fqdn.add`: a name for an app.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FqdnAdd {
     pub app: String,
@@ -215,7 +215,7 @@ pub struct FqdnAdd {
 }
 
 /// `fqdn.set_proxy_id`: the reverse proxy's id for a name's host (or none).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FqdnSetProxyId {
     pub fqdn: String,
@@ -223,21 +223,21 @@ pub struct FqdnSetProxyId {
 }
 
 /// `fqdn.remove`: one name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FqdnRemove {
     pub fqdn: String,
 }
 
 /// `state.get`: one key of the system state, or all of it when absent.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateGet {
     pub key: Option<String>,
 }
 
 /// `state.set`: one key of the system state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateSet {
     pub key: String,
@@ -245,14 +245,14 @@ pub struct StateSet {
 }
 
 /// `pref.get`: one preference, or all of them when absent.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrefGet {
     pub key: Option<String>,
 }
 
 /// `pref.set`: one preference.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrefSet {
     pub key: String,
@@ -260,14 +260,14 @@ pub struct PrefSet {
 }
 
 /// `pref.delete`: one preference.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrefDelete {
     pub key: String,
 }
 
 /// The reply to `state.get` / `pref.get`: the row asked for, or every key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Settings {
     One(Setting),
@@ -275,14 +275,14 @@ pub enum Settings {
 }
 
 /// `profile.get`: one profile.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileGet {
     pub name: String,
 }
 
 /// `profile.create`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileCreate {
     pub name: String,
@@ -291,7 +291,7 @@ pub struct ProfileCreate {
 }
 
 /// `profile.update`: the fields to change.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdate {
     pub name: String,
@@ -302,14 +302,14 @@ pub struct ProfileUpdate {
 }
 
 /// `profile.delete`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileDelete {
     pub name: String,
 }
 
 /// `profile.set_apps`: the profile's whole app set, app name -> enabled.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileSetApps {
     pub name: String,
@@ -317,7 +317,7 @@ pub struct ProfileSetApps {
 }
 
 /// `auth.connect`: the gate asks who a CONNECT's credentials belong to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConnect {
     pub username: Option<String>,
@@ -326,7 +326,7 @@ pub struct AuthConnect {
 }
 
 /// Who a CONNECT signed in as.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Granted {
     pub user: String,
     pub role: Role,
@@ -335,7 +335,7 @@ pub struct Granted {
 }
 
 /// `auth.login`: a password for a session token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthLogin {
     pub username: String,
@@ -343,7 +343,7 @@ pub struct AuthLogin {
 }
 
 /// A new session: the reply to `auth.login` and `setup`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Session {
     pub user: String,
     pub role: Role,
@@ -354,7 +354,7 @@ pub struct Session {
 }
 
 /// The reply to `auth.refresh`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Refreshed {
     pub session: String,
     pub token: Secret,
@@ -362,7 +362,7 @@ pub struct Refreshed {
 }
 
 /// `auth.logout`: ends the caller's session, or every session of the user.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthLogout {
     #[serde(default)]
@@ -370,13 +370,13 @@ pub struct AuthLogout {
 }
 
 /// The reply to `auth.logout`: how many sessions ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LoggedOut {
     pub ended: usize,
 }
 
 /// `setup`: the first admin, once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Setup {
     pub username: String,
@@ -384,13 +384,13 @@ pub struct Setup {
 }
 
 /// The reply to `setup.status`: whether first-boot setup is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SetupState {
     pub setup_complete: bool,
 }
 
 /// `user.add`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserAdd {
     pub username: String,
@@ -404,14 +404,14 @@ fn default_role() -> Role {
 }
 
 /// `user.delete`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserDelete {
     pub username: String,
 }
 
 /// `user.passwd`: a new password (the caller's own when `username` is absent).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPasswd {
     pub username: Option<String>,
@@ -421,14 +421,14 @@ pub struct UserPasswd {
 }
 
 /// The reply to `user.passwd`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PasswordChanged {
     pub user: String,
     pub sessions_ended: usize,
 }
 
 /// `user.role`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRole {
     pub username: String,
@@ -436,7 +436,7 @@ pub struct UserRole {
 }
 
 /// What a token is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "sqlx", sqlx(type_name = "TEXT", rename_all = "snake_case"))]
@@ -457,7 +457,7 @@ impl TokenKind {
 }
 
 /// `token.issue`: a device or node credential.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenIssue {
     pub kind: TokenKind,
@@ -466,7 +466,7 @@ pub struct TokenIssue {
 }
 
 /// The reply to `token.issue`: the only time the token exists outside the client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IssuedToken {
     pub id: String,
     pub kind: TokenKind,
@@ -475,7 +475,7 @@ pub struct IssuedToken {
 }
 
 /// A token as listed (never its hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct TokenInfo {
     pub id: String,
@@ -489,21 +489,21 @@ pub struct TokenInfo {
 
 /// `token.revoke`: a token by its id, or every credential of a device or node by
 /// its name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRevoke {
     pub id: String,
 }
 
 /// The reply to `token.revoke`: the ids of the tokens revoked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TokensRevoked {
     pub revoked: Vec<String>,
 }
 
 /// The event `cubeos/events/auth/revoked`: sessions and users whose live
 /// connections the gate ends. Ids and names only.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Revoked {
     #[serde(default)]
     pub sessions: Vec<String>,
@@ -512,7 +512,7 @@ pub struct Revoked {
 }
 
 /// `network.set`: the fields to change.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSet {
     pub mode: Option<NetworkMode>,
@@ -525,7 +525,7 @@ pub struct NetworkSet {
 
 /// The network configuration as replies show it: whether a WiFi password is set,
 /// never the password.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworkView {
     #[serde(flatten)]
     pub config: NetworkConfig,
@@ -533,7 +533,7 @@ pub struct NetworkView {
 }
 
 /// `mount.add`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MountAdd {
     pub name: String,
@@ -551,14 +551,14 @@ pub struct MountAdd {
 }
 
 /// `mount.remove`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MountRemove {
     pub name: String,
 }
 
 /// `vpn.add`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VpnAdd {
     pub name: String,
@@ -572,7 +572,7 @@ pub struct VpnAdd {
 }
 
 /// `vpn.remove`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VpnRemove {
     pub name: String,

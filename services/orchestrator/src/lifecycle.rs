@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cubeos_contract::api::Command;
 use cubeos_contract::api::orchestrator::*;
 use cubeos_contract::api::registry::{AppDelete, AppUpdate};
 use cubeos_contract::models::{AppRecord, Protocol};
@@ -72,7 +73,7 @@ impl Orchestrator {
         let applied = format!("{} service(s) deployed", spec.services.len());
         let job = self.follow(
             app,
-            "start",
+            Start::ACTION,
             Goal::Running {
                 replaced: HashSet::new(),
             },
@@ -107,7 +108,7 @@ impl Orchestrator {
         }
         self.refresh_status(name).await;
         let applied = format!("{} service(s) told to stop", services.len());
-        let job = self.follow(app, "stop", Goal::Stopped, applied);
+        let job = self.follow(app, Stop::ACTION, Goal::Stopped, applied);
         Ok(AppChanged {
             app: name.clone(),
             stopped: Some(true),
@@ -133,7 +134,7 @@ impl Orchestrator {
             stack::force_update(&docker, service).await.map_err(docker_error)?;
         }
         let applied = format!("{} service(s) told to replace their tasks", services.len());
-        let job = self.follow(&app, "restart", Goal::Running { replaced }, applied);
+        let job = self.follow(&app, Restart::ACTION, Goal::Running { replaced }, applied);
         Ok(AppChanged {
             app: name.to_owned(),
             restarted: Some(true),

@@ -108,8 +108,9 @@ async fn main() {
     config.proxy.dnsmasq.hosts_file = dir.path().join("hosts");
     config.proxy.dnsmasq.pid_file = pid_file;
     web.configure(&mut config);
-    let mut dns = Dns::Dnsmasq(dnsmasq::Dnsmasq::new(&config.proxy.dnsmasq));
-    let mut proxy = Proxy::Nginx(nginx::Nginx::new(&config.proxy.nginx));
+    let system = std::sync::Arc::new(cubeos_kit::host::System);
+    let mut dns = Dns::Dnsmasq(dnsmasq::Dnsmasq::new(&config.proxy.dnsmasq, system.clone()));
+    let mut proxy = Proxy::Nginx(nginx::Nginx::new(&config.proxy.nginx, system));
     bench("dnsmasq + nginx (real nginx -t and reload)", &mut dns, &mut proxy).await;
 
     let hole = FakePihole::start("pw", Duration::from_secs(300)).await;

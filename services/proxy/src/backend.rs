@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use cubeos_kit::host::{Host, HostCommand};
 use serde::Serialize;
 
 use crate::desired::Desired;
@@ -98,20 +99,8 @@ impl Proxy {
     }
 }
 
-/// Runs a configured command (`argv`), returning its stderr on failure.
-pub async fn run_command(what: &'static str, argv: &[String]) -> Result<(), String> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err(format!("no {what} command configured"));
-    };
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        Err(cubeos_contract::validate::truncate(stderr.trim(), 400))
-    }
+/// Runs a configured command (`argv`) on `host`; the error says what failed.
+pub async fn run_command(host: &dyn Host, what: &'static str, argv: &[String]) -> Result<(), String> {
+    let command = HostCommand::from_argv(argv).ok_or_else(|| format!("no {what} command configured"))?;
+    host.run(&command).await.map(|_| ()).map_err(|e| e.to_string())
 }

@@ -5,14 +5,18 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cubeos_kit::config::DnsmasqConfig;
+use cubeos_kit::host::Host;
 
 use crate::backend::{BackendError, MARKER, Outcome};
 use crate::desired::Desired;
 use crate::plan::plan;
 
 pub struct Dnsmasq {
+    /// Sends dnsmasq its SIGHUP (`kill -HUP`).
+    host: Arc<dyn Host>,
     hosts_file: PathBuf,
     pid_file: PathBuf,
     wildcard_file: Option<PathBuf>,
@@ -23,8 +27,9 @@ pub struct Dnsmasq {
 }
 
 impl Dnsmasq {
-    pub fn new(config: &DnsmasqConfig) -> Dnsmasq {
+    pub fn new(config: &DnsmasqConfig, host: Arc<dyn Host>) -> Dnsmasq {
         Dnsmasq {
+            host,
             hosts_file: config.hosts_file.clone(),
             pid_file: config.pid_file.clone(),
             wildcard_file: config.wildcard_file.clone(),
@@ -57,7 +62,7 @@ impl Dnsmasq {
         }
         let pid = self.running_pid().await?;
         if self.reload_pending {
-            crate::backend::run_command("kill", &["kill".into(), "-HUP".into(), pid.to_string()])
+            crate::backend::run_command(&*self.host, "kill", &["kill".into(), "-HUP".into(), pid.to_string()])
                 .await
                 .map_err(|e| BackendError::Unreachable("dnsmasq", e))?;
             self.reload_pending = false;

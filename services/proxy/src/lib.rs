@@ -42,6 +42,7 @@ use cubeos_contract::api::registry::FqdnSetProxyId;
 use cubeos_contract::models::AppRecord;
 use cubeos_contract::topics::{self, service::PROXY};
 use cubeos_kit::config::{DnsBackendKind, ProxyBackendKind, ProxyConfig};
+use cubeos_kit::host;
 use cubeos_kit::mirror::AppMirror;
 use cubeos_kit::runner::{self, Schedule, Service};
 use cubeos_kit::secrets::SecretBox;
@@ -80,12 +81,12 @@ impl ProxyService {
         let p = &config.proxy;
         let dns = match p.dns {
             DnsBackendKind::None => Dns::None,
-            DnsBackendKind::Dnsmasq => Dns::Dnsmasq(dnsmasq::Dnsmasq::new(&p.dnsmasq)),
+            DnsBackendKind::Dnsmasq => Dns::Dnsmasq(dnsmasq::Dnsmasq::new(&p.dnsmasq, Arc::new(host::System))),
             DnsBackendKind::Pihole => Dns::Pihole(pihole::Pihole::new(&p.pihole, key.as_ref(), &config.data_dir)),
         };
         let proxy = match p.proxy {
             ProxyBackendKind::None => Proxy::None,
-            ProxyBackendKind::Nginx => Proxy::Nginx(nginx::Nginx::new(&p.nginx)),
+            ProxyBackendKind::Nginx => Proxy::Nginx(nginx::Nginx::new(&p.nginx, Arc::new(host::System))),
             ProxyBackendKind::Npm => Proxy::Npm(npm::Npm::new(&p.npm, key.as_ref())),
         };
         let status = ProxyStatus {

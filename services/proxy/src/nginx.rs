@@ -8,8 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cubeos_kit::config::NginxConfig;
+use cubeos_kit::host::Host;
 
 use crate::backend::{BackendError, MARKER, Outcome, run_command};
 use crate::desired::{Desired, Route};
@@ -22,6 +24,8 @@ const PREFIX: &str = "cubeos-";
 
 pub struct Nginx {
     config: NginxConfig,
+    /// Runs the test and reload commands.
+    host: Arc<dyn Host>,
     /// Files passed the test but nginx has not reloaded them: a failed reload is
     /// retried on the next pass even though the files then match. True at start,
     /// since an earlier run may have stopped in between.
@@ -29,9 +33,10 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    pub fn new(config: &NginxConfig) -> Nginx {
+    pub fn new(config: &NginxConfig, host: Arc<dyn Host>) -> Nginx {
         Nginx {
             config: config.clone(),
+            host,
             reload_pending: true,
         }
     }
@@ -59,12 +64,12 @@ impl Nginx {
         for file in &changes.delete {
             let _ = tokio::fs::remove_file(dir.join(file)).await;
         }
-        if let Err(why) = run_command("nginx test", &self.config.test_command).await {
+        if let Err(why) = run_command(&*self.host, "nginx test", &self.config.test_command).await {
             self.restore(&owned, &desired).await;
             return Err(BackendError::BadConfig(why));
         }
         self.reload_pending = true;
-        run_command("nginx reload", &self.config.reload_command)
+        run_command(&*self.host, "nginx reload", &self.config.reload_command)
             .await
             .map_err(|e| BackendError::Unreachable("nginx", e))?;
         self.reload_pending = false;
@@ -157,16 +162,16 @@ async fn owned_files(dir: &Path) -> Result<BTreeMap<String, String>, BackendErro
 mod tests {
     use super::*;
     use crate::desired::{Network, desired};
+    use cubeos_kit::host::{HostError, HostOutput, Recording};
 
     #[tokio::test]
     async fn a_failed_reload_is_retried_when_the_files_already_match() {
         let dir = tempfile::tempdir().unwrap();
-        let reloaded = dir.path().join("reloaded");
         let config = NginxConfig {
             conf_dir: dir.path().join("conf"),
             listen: "127.0.0.1:8080".into(),
-            test_command: vec!["true".into()],
-            reload_command: vec!["false".into()],
+            test_command: vec!["nginx".into(), "-t".into()],
+            reload_command: vec!["nginx".into(), "-s".into(), "reload".into()],
             ssl_certificate: None,
             ssl_certificate_key: None,
         };
@@ -176,14 +181,24 @@ mod tests {
             gateway: "10.42.24.1".parse().unwrap(),
         };
         let want = desired([], &network, "127.0.0.1");
-        let mut nginx = Nginx::new(&config);
-        assert!(nginx.sync(&want).await.is_err(), "the reload failed");
+        // The test passes, the reload fails; then both pass.
+        let refused = HostError::Failed {
+            command: "nginx -s reload".into(),
+            status: "exit status: 1".into(),
+            stderr: "signal process failed".into(),
+        };
+        let host = Arc::new(Recording::answering([Ok(HostOutput::default()), Err(refused)]));
+        let mut nginx = Nginx::new(&config, host.clone());
+        let failed = nginx.sync(&want).await.unwrap_err();
+        assert!(failed.to_string().contains("signal process failed"), "{failed}");
 
-        nginx.config.reload_command = vec!["touch".into(), reloaded.display().to_string()];
         nginx.sync(&want).await.unwrap();
-        assert!(reloaded.exists(), "the files matched, but the reload was still owed");
-        std::fs::remove_file(&reloaded).unwrap();
+        assert_eq!(
+            host.calls(),
+            ["nginx -t", "nginx -s reload", "nginx -t", "nginx -s reload"],
+            "the files matched, but the reload was still owed"
+        );
         nginx.sync(&want).await.unwrap();
-        assert!(!reloaded.exists(), "nothing owed, nothing reloaded");
+        assert_eq!(host.calls().len(), 4, "nothing owed, nothing run");
     }
 }

@@ -116,11 +116,11 @@ pub async fn run(cli: &Cli, cmd: AppCommand) -> anyhow::Result<()> {
     let result = match cmd {
         AppCommand::Ls { json } => list(&client, json).await,
         AppCommand::Install { file, name, force, env } => super::install::run(&client, &file, name, force, &env).await,
-        AppCommand::Start(l) => lifecycle(&client, l, "start", |name| Start { name }).await,
-        AppCommand::Stop(l) => lifecycle(&client, l, "stop", |name| Stop { name }).await,
-        AppCommand::Restart(l) => lifecycle(&client, l, "restart", |name| Restart { name }).await,
-        AppCommand::Enable(l) => lifecycle(&client, l, "enable", |name| Enable { name }).await,
-        AppCommand::Disable(l) => lifecycle(&client, l, "disable", |name| Disable { name }).await,
+        AppCommand::Start(l) => lifecycle(&client, l, |name| Start { name }).await,
+        AppCommand::Stop(l) => lifecycle(&client, l, |name| Stop { name }).await,
+        AppCommand::Restart(l) => lifecycle(&client, l, |name| Restart { name }).await,
+        AppCommand::Enable(l) => lifecycle(&client, l, |name| Enable { name }).await,
+        AppCommand::Disable(l) => lifecycle(&client, l, |name| Disable { name }).await,
         AppCommand::Rm { name, keep_data } => remove(&client, name, keep_data).await,
         AppCommand::Logs { name, tail, since } => {
             let args = Logs {
@@ -244,15 +244,11 @@ fn ports_of(record: &AppRecord) -> String {
 /// A lifecycle command: asks for the change, then (unless `--no-wait`) follows
 /// its job with a progress bar until Swarm has carried it out. A job that fails
 /// exits non-zero with the failing step.
-async fn lifecycle<C>(
-    client: &Client,
-    l: Lifecycle,
-    action: &str,
-    command: impl FnOnce(String) -> C,
-) -> anyhow::Result<()>
+async fn lifecycle<C>(client: &Client, l: Lifecycle, command: impl FnOnce(String) -> C) -> anyhow::Result<()>
 where
     C: Command<Reply = AppChanged>,
 {
+    let action = C::ACTION;
     validate::name("name", &l.name).map_err(BusError::from)?;
     // Subscribed before asking, so that no progress event is missed.
     let mut events = client
