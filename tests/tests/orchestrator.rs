@@ -213,6 +213,51 @@ async fn install_serve_stop_start_restart_heal_and_remove() {
         "hello-cubeos"
     );
 
+    // A burst of lifecycle commands: each replies with a job, but only the last
+    // one goes on following Swarm; the others end as taken over, so a caller
+    // cannot pile up pollers of Docker. (Stops: the task's stop grace outlasts
+    // the burst.)
+    let mut progress = bus
+        .subscribe(&topics::app_progress("webone"), rumqttc::QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        let reply = bus
+            .request("orchestrator", "stop", &json!({ "name": "webone" }))
+            .await
+            .unwrap();
+        jobs.push(reply["job"].as_str().unwrap().to_owned());
+    }
+    let mut ended: std::collections::HashMap<String, Value> = Default::default();
+    while ended.len() < jobs.len() {
+        let msg = tokio::time::timeout(Duration::from_secs(60), progress.recv())
+            .await
+            .expect("every job ends")
+            .unwrap();
+        let event: Value = serde_json::from_slice(&msg.payload).unwrap();
+        // Earlier jobs of this app (the restart's) may end meanwhile.
+        let job = event["job"].as_str().unwrap().to_owned();
+        if event["status"] != "running" && jobs.contains(&job) {
+            ended.insert(job, event);
+        }
+    }
+    let (last, earlier) = jobs.split_last().unwrap();
+    assert_eq!(ended[last]["status"], "done", "{:?}", ended[last]);
+    for job in earlier {
+        assert_eq!(
+            (&ended[job]["status"], &ended[job]["code"]),
+            (&json!("failed"), &json!("conflict")),
+            "{:?}",
+            ended[job]
+        );
+    }
+    assert!(curl(port).is_none(), "the last stop ended before the app stopped");
+    bus.request("orchestrator", "start", &json!({ "name": "webone" }))
+        .await
+        .unwrap();
+    eventually("served after the burst", 30, async || curl(port)).await;
+
     // Logs come back.
     let logs = bus
         .request("orchestrator", "logs", &json!({ "name": "webone", "tail": 50 }))

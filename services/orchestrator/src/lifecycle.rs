@@ -173,10 +173,16 @@ impl Orchestrator {
             .filter(|p| p.protocol == Protocol::Tcp)
             .filter_map(|p| u16::try_from(p.port).ok())
             .collect();
+        let turn = {
+            let mut latest = self.lifecycle_latest.lock().unwrap_or_else(|p| p.into_inner());
+            let turn = latest.entry(name.clone()).or_default();
+            *turn += 1;
+            *turn
+        };
         let this = Arc::clone(self);
         tokio::spawn(async move {
             job.running(LifecycleStep::Apply, applied).await;
-            match this.converge(&job, &name, &goal, &ports).await {
+            match this.converge(&job, &name, turn, &goal, &ports).await {
                 Ok(message) => job.done(message).await,
                 Err(e) => job.failed(LifecycleStep::Converge, &e).await,
             }
@@ -190,6 +196,7 @@ impl Orchestrator {
         &self,
         job: &Job<LifecycleStep>,
         name: &str,
+        turn: u64,
         goal: &Goal,
         ports: &[u16],
     ) -> Result<String, BusError> {
@@ -197,6 +204,15 @@ impl Orchestrator {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut told = String::new();
         loop {
+            let latest = self
+                .lifecycle_latest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .copied();
+            if latest != Some(turn) {
+                return Err(BusError::conflict(format!("a later command for {name} took over")));
+            }
             self.refresh_status(name).await;
             let status = self
                 .statuses
@@ -301,6 +317,11 @@ impl Orchestrator {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&args.name);
         self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&args.name);
+        // A job still following the app ends at its next look.
+        self.lifecycle_latest
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&args.name);

@@ -3,7 +3,7 @@
 //! The commands live with their part: [`crate::install`], [`crate::lifecycle`],
 //! [`crate::status`], and the reconciler in [`crate::reconciler`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +40,10 @@ pub struct Orchestrator {
     /// Apps being installed or removed: the reconciler leaves them alone.
     pub(crate) installing: std::sync::Mutex<HashSet<String>>,
     pub(crate) statuses: std::sync::Mutex<BTreeMap<String, AppStatus>>,
+    /// Per app, the number of the latest lifecycle command: an older command's
+    /// job stops following Swarm at its next look, so however many commands a
+    /// caller sends, one job per app polls Docker.
+    pub(crate) lifecycle_latest: std::sync::Mutex<HashMap<String, u64>>,
     /// Install, lifecycle and image jobs, and their last progress for `job.get`.
     pub jobs: Arc<Jobs>,
 }
@@ -63,6 +67,7 @@ impl Orchestrator {
             stopped: Default::default(),
             installing: Default::default(),
             statuses: Default::default(),
+            lifecycle_latest: Default::default(),
         })
     }
 
