@@ -58,7 +58,7 @@ fn events() -> Vec<Payload> {
 /// The whole contract as one JSON Schema document.
 pub fn document() -> Value {
     let mut generator = SchemaGenerator::new(SchemaSettings::draft2020_12());
-    let mut commands = serde_json::Map::new();
+    let mut commands: BTreeMap<&str, BTreeMap<&str, Value>> = BTreeMap::new();
     for spec in api::all() {
         let entry = json!({
             "topic": topics::command(spec.service, spec.action),
@@ -66,12 +66,7 @@ pub fn document() -> Value {
             "args": (spec.args_schema)(&mut generator),
             "reply": (spec.reply_schema)(&mut generator),
         });
-        commands
-            .entry(spec.service)
-            .or_insert_with(|| Value::Object(Default::default()))
-            .as_object_mut()
-            .expect("an object per service")
-            .insert(spec.action.to_owned(), entry);
+        commands.entry(spec.service).or_default().insert(spec.action, entry);
     }
     let topics_of = |list: Vec<Payload>, generator: &mut SchemaGenerator| -> Value {
         list.into_iter()
@@ -100,5 +95,5 @@ pub fn document() -> Value {
 
 /// The document as the checked-in file holds it.
 pub fn file_text() -> String {
-    serde_json::to_string_pretty(&document()).expect("a JSON value prints") + "\n"
+    format!("{:#}\n", document())
 }

@@ -271,7 +271,7 @@ impl Bus {
 
     /// Registers the handler for `action` on this service. Register every action
     /// before [`Bus::serve`].
-    pub fn handle<F, Fut>(&self, action: &str, handler: F)
+    fn handle<F, Fut>(&self, action: &str, handler: F)
     where
         F: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, BusError>> + Send + 'static,

@@ -137,11 +137,18 @@ impl Host for System {
                     command: shown.clone(),
                     reason: e.to_string(),
                 })?;
-            if let (Some(secret), Some(mut stdin)) = (&command.stdin, child.stdin.take()) {
-                // A tool that exits without reading is its own failure, below.
-                let _ = stdin.write_all(secret.as_bytes()).await;
-            }
-            let out = tokio::time::timeout(command.timeout, child.wait_with_output())
+            let stdin = child.stdin.take();
+            // The secret is written under the same timeout: a tool that never
+            // reads it cannot hold the service up.
+            let finished = async {
+                if let (Some(secret), Some(mut stdin)) = (&command.stdin, stdin) {
+                    // A tool that exits without reading is its own failure, below;
+                    // dropping `stdin` here gives it end of file.
+                    let _ = stdin.write_all(secret.as_bytes()).await;
+                }
+                child.wait_with_output().await
+            };
+            let out = tokio::time::timeout(command.timeout, finished)
                 .await
                 .map_err(|_| HostError::Timeout {
                     command: shown.clone(),

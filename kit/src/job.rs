@@ -5,7 +5,7 @@
 //! A job's steps are a type ([`Step`]): numbered once, by their order, and named
 //! the same in every event.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +41,9 @@ pub struct Jobs {
     next: AtomicU64,
     kept: usize,
     last: std::sync::Mutex<VecDeque<Progress>>,
+    /// Per subject (an app), the id of its one current job among those started
+    /// with [`Jobs::start_sole`].
+    sole: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Jobs {
@@ -51,6 +54,7 @@ impl Jobs {
             next: AtomicU64::new(1),
             kept: kept.max(1),
             last: Default::default(),
+            sole: Default::default(),
         })
     }
 
@@ -65,8 +69,27 @@ impl Jobs {
             jobs: Arc::clone(self),
             id: self.next_id(kind),
             topic,
+            subject: None,
             steps: PhantomData,
         }
+    }
+
+    /// Starts the one current job for `subject`: the one started before it for
+    /// the same subject is [`Job::superseded`] from now on, so however many
+    /// commands a caller sends, one job per subject goes on working.
+    pub fn start_sole<S: Step>(self: &Arc<Self>, kind: &str, subject: &str, topic: String) -> Job<S> {
+        let mut job = self.start(kind, topic);
+        self.sole
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(subject.to_owned(), job.id.clone());
+        job.subject = Some(subject.to_owned());
+        job
+    }
+
+    /// The subject is gone (an app removed): its current job is superseded too.
+    pub fn forget(&self, subject: &str) {
+        self.sole.lock().unwrap_or_else(|p| p.into_inner()).remove(subject);
     }
 
     /// Publishes `event` on `topic` and keeps it as its job's last.
@@ -102,6 +125,8 @@ pub struct Job<S: Step> {
     jobs: Arc<Jobs>,
     id: String,
     topic: String,
+    /// Set for a job started with [`Jobs::start_sole`].
+    subject: Option<String>,
     steps: PhantomData<S>,
 }
 
@@ -111,6 +136,15 @@ impl<S: Step> Job<S> {
         &self.id
     }
 
+    /// A later job for the same subject has started (or the subject is gone):
+    /// this one should stop.
+    pub fn superseded(&self) -> bool {
+        let Some(subject) = &self.subject else {
+            return false;
+        };
+        self.jobs.sole.lock().unwrap_or_else(|p| p.into_inner()).get(subject) != Some(&self.id)
+    }
+
     /// `step` is under way.
     pub async fn running(&self, step: S, message: impl Into<String>) {
         self.send(step, "running", message.into(), None).await;
@@ -118,8 +152,10 @@ impl<S: Step> Job<S> {
 
     /// The whole job is done.
     pub async fn done(&self, message: impl Into<String>) {
-        let last = *S::ALL.last().expect("a job has steps");
-        self.send(last, "done", message.into(), None).await;
+        // A step list is never empty; if one were, the event still says done.
+        let step = S::ALL.last().map_or(0, |s| s.number());
+        let name = S::ALL.last().map_or("done", |s| s.name());
+        self.publish(step, name, "done", message.into(), None).await;
     }
 
     /// The job failed at `step`; the event carries the error's code.
@@ -129,11 +165,15 @@ impl<S: Step> Job<S> {
     }
 
     async fn send(&self, step: S, status: &str, message: String, code: Option<ErrorCode>) {
+        self.publish(step.number(), step.name(), status, message, code).await;
+    }
+
+    async fn publish(&self, step: usize, name: &str, status: &str, message: String, code: Option<ErrorCode>) {
         let event = Progress {
             job: self.id.clone(),
-            step: step.number(),
+            step,
             of: S::ALL.len(),
-            name: step.name().to_owned(),
+            name: name.to_owned(),
             status: status.to_owned(),
             message,
             code,

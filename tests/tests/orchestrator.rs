@@ -473,6 +473,13 @@ async fn bad_install_requests_are_typed_errors() {
         let e = bus.request("orchestrator", "install", &args).await.unwrap_err();
         assert_eq!(e.code, cubeos_kit::ErrorCode::BadRequest, "{args}: {e}");
     }
+    // Too many images to check is refused before Docker is asked.
+    let many: Vec<String> = (0..257).map(|i| format!("i{i}")).collect();
+    let e = bus
+        .request("orchestrator", "image.list", &json!({ "images": many }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, cubeos_kit::ErrorCode::BadRequest, "{e}");
     // Docker is unreachable: said so, no crash.
     let e = bus
         .request(

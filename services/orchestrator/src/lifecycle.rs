@@ -163,9 +163,10 @@ impl Orchestrator {
     /// progress on the app's progress topic; returns the job's id.
     fn follow(self: &Arc<Self>, app: &AppRecord, action: &str, goal: Goal, applied: String) -> String {
         let name = app.app.name.clone();
-        let job: Job<LifecycleStep> = self
-            .jobs
-            .start(&format!("{action}-{name}"), topics::app_progress(&name));
+        // One job per app follows Swarm: a later command's job supersedes this
+        // one, so a caller cannot pile up pollers of Docker.
+        let topic = topics::app_progress(&name);
+        let job: Job<LifecycleStep> = self.jobs.start_sole(&format!("{action}-{name}"), &name, topic);
         let id = job.id().to_owned();
         let ports: Vec<u16> = app
             .ports
@@ -173,16 +174,17 @@ impl Orchestrator {
             .filter(|p| p.protocol == Protocol::Tcp)
             .filter_map(|p| u16::try_from(p.port).ok())
             .collect();
-        let turn = {
-            let mut latest = self.lifecycle_latest.lock().unwrap_or_else(|p| p.into_inner());
-            let turn = latest.entry(name.clone()).or_default();
-            *turn += 1;
-            *turn
-        };
         let this = Arc::clone(self);
         tokio::spawn(async move {
             job.running(LifecycleStep::Apply, applied).await;
-            match this.converge(&job, &name, turn, &goal, &ports).await {
+            // On a one-node Swarm the tasks run here, so the app answers here
+            // too; elsewhere only Swarm's word counts. Asked once per job.
+            let here = match this.docker().await {
+                Ok(docker) => other_nodes(&docker).await == 0,
+                Err(_) => true,
+            };
+            let ports = if here { ports } else { Vec::new() };
+            match this.converge(&job, &name, &goal, &ports).await {
                 Ok(message) => job.done(message).await,
                 Err(e) => job.failed(LifecycleStep::Converge, &e).await,
             }
@@ -196,7 +198,6 @@ impl Orchestrator {
         &self,
         job: &Job<LifecycleStep>,
         name: &str,
-        turn: u64,
         goal: &Goal,
         ports: &[u16],
     ) -> Result<String, BusError> {
@@ -204,13 +205,7 @@ impl Orchestrator {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut told = String::new();
         loop {
-            let latest = self
-                .lifecycle_latest
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(name)
-                .copied();
-            if latest != Some(turn) {
+            if job.superseded() {
                 return Err(BusError::conflict(format!("a later command for {name} took over")));
             }
             self.refresh_status(name).await;
@@ -258,8 +253,8 @@ impl Orchestrator {
                 if status.health != "running" {
                     return Ok(false);
                 }
-                let docker = self.docker().await?;
                 if !replaced.is_empty() {
+                    let docker = self.docker().await?;
                     for service in self.stack_services(&docker, name).await? {
                         let tasks = stack::task_summary(&docker, &service).await.map_err(docker_error)?;
                         if tasks.stopping > 0 || tasks.running_ids.iter().any(|t| replaced.contains(t)) {
@@ -267,9 +262,8 @@ impl Orchestrator {
                         }
                     }
                 }
-                // On a one-node Swarm the tasks run here: the app answers here too.
-                let here = other_nodes(&docker).await == 0;
-                Ok(!here || ports.is_empty() || answers_any(ports).await)
+                // `ports` is empty where the tasks may run on another node.
+                Ok(ports.is_empty() || answers_any(ports).await)
             }
         }
     }
@@ -321,10 +315,7 @@ impl Orchestrator {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&args.name);
         // A job still following the app ends at its next look.
-        self.lifecycle_latest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&args.name);
+        self.jobs.forget(&args.name);
         if let Err(e) = self.bus.clear_state(&topics::app_status(&args.name)).await {
             warn!(error = %e, "status clear not sent");
         }

@@ -3,7 +3,7 @@
 //! The commands live with their part: [`crate::install`], [`crate::lifecycle`],
 //! [`crate::status`], and the reconciler in [`crate::reconciler`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,9 @@ use crate::stack::{self, StackSpec};
 /// How long an unreachable Docker is believed down before commands try again.
 const DOCKER_RETRY: Duration = Duration::from_secs(1);
 
+/// The most images one `image.list` may name.
+const MAX_IMAGES_ASKED: usize = 256;
+
 /// Jobs whose last progress `job.get` still answers.
 const JOBS_KEPT: usize = 64;
 
@@ -40,10 +43,6 @@ pub struct Orchestrator {
     /// Apps being installed or removed: the reconciler leaves them alone.
     pub(crate) installing: std::sync::Mutex<HashSet<String>>,
     pub(crate) statuses: std::sync::Mutex<BTreeMap<String, AppStatus>>,
-    /// Per app, the number of the latest lifecycle command: an older command's
-    /// job stops following Swarm at its next look, so however many commands a
-    /// caller sends, one job per app polls Docker.
-    pub(crate) lifecycle_latest: std::sync::Mutex<HashMap<String, u64>>,
     /// Install, lifecycle and image jobs, and their last progress for `job.get`.
     pub jobs: Arc<Jobs>,
 }
@@ -67,7 +66,6 @@ impl Orchestrator {
             stopped: Default::default(),
             installing: Default::default(),
             statuses: Default::default(),
-            lifecycle_latest: Default::default(),
         })
     }
 
@@ -164,6 +162,16 @@ impl Orchestrator {
     /// `image.list`: the images asked for, or every image an installed app uses,
     /// and whether this box has each.
     pub async fn image_list(&self, args: ImageList) -> Result<ImageReport, BusError> {
+        // Checked before anything is asked of Docker: each image costs an
+        // inspect (and maybe a registry request), and any signed-in person may ask.
+        if let Some(images) = &args.images
+            && images.len() > MAX_IMAGES_ASKED
+        {
+            return Err(BusError::bad_request(format!(
+                "images: {} asked, at most {MAX_IMAGES_ASKED}",
+                images.len()
+            )));
+        }
         let docker = self.docker().await?;
         // Each image once, in the order asked (or found), with the apps using it.
         let mut users: Vec<(String, Vec<String>)> = Vec::new();
