@@ -8,23 +8,42 @@
 //! devices, node agents — connects to the [`gate`], which authenticates them, applies
 //! the per-role topic policy and forwards what passes to rumqttd.
 //!
-//! Sizing, from rumqttd's measured behaviour (DESIGN.md section 5):
-//! - a fresh QoS 0 wildcard subscriber receives at most
-//!   `router.max_outgoing_packet_count` retained messages, so that is set above the
-//!   number of state topics a box can have (`broker.max_outgoing_packet_count`);
-//! - every subscription filter keeps an in-memory log of at most segment size x
-//!   (count + 1), holding only what was published to it; it is also how far a
-//!   subscriber may fall behind before rumqttd drops messages it has not read. The
-//!   default 1 MiB x 3 absorbs a burst of ~15,000 commands (measured: 32 KiB lost
-//!   replies under a burst of 2,000) while bounding a busy filter at 4 MiB.
-//! - rumqttd never frees a filter's log, so each distinct client id leaves its reply
-//!   log (a few KiB for a CLI call) behind until the broker restarts.
+//! # Bounded memory (issue 13)
+//! rumqttd 0.20 keeps an in-memory log for every distinct subscription filter it
+//! ever saw, a record per client id it ever saw, and never frees either. So the
+//! design keeps both sets fixed by configuration, whoever connects:
+//! - **Reply topics.** The CLI on the box leases one of `bus.cli_slots` client ids
+//!   (`cli-0` ..; `cubeos_kit::slots`, an `flock` per slot), so it adds at most that
+//!   many reply filters. Outside clients never subscribe their reply topic at
+//!   rumqttd: the gate sends their commands on its own connection, receives every
+//!   reply on its one reply topic and hands each to the connection that asked, by
+//!   correlation id, on `cubeos/reply/<their id>`.
+//! - **Outside subscriptions.** The gate keeps each client's filters itself (at
+//!   most `gate.max_subscriptions`) and subscribes the client's upstream connection
+//!   only to whole roots (`cubeos/state/#`, `cubeos/events/#`, `cubeos/svc/#`,
+//!   `cubeos/hw/#`, `cubeos/nodes/#`), matching what arrives against the client's
+//!   filters. rumqttd sees five filters from outside, however many clients come
+//!   and whatever they ask for; upstream client ids come from a pool as large as
+//!   the most connections ever open at once.
+//! - **Published messages.** rumqttd keeps a logged message as a slice of the
+//!   10 KiB read buffer it arrived in. What outside clients publish is relayed on
+//!   the gate's one busy connection, where many messages share a buffer.
+//! - **Logs.** Each kind of filter has a small log ([`logs`]), so the worst case
+//!   (every filter full) is a sum stated in the README.
+//! - **Slow subscribers** that fall a log behind lose QoS 0 messages; [`lag`]
+//!   makes that visible.
+//!
+//! Besides: a fresh QoS 0 wildcard subscriber receives at most
+//! `router.max_outgoing_packet_count` retained messages, so that is set above the
+//! number of state topics a box can have (`broker.max_outgoing_packet_count`).
 //!
 //! rumqttd has no topic ACLs and drops a failed login without a CONNACK code: hence
 //! the gate (DESIGN.md section 5).
 
 pub mod credentials;
 pub mod gate;
+pub mod lag;
+pub mod logs;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -33,6 +52,7 @@ use std::time::{Duration, Instant};
 use std::path::Path;
 
 use cubeos_contract::models::Protocol;
+use cubeos_kit::Config;
 use cubeos_kit::config::BrokerConfig;
 use cubeos_kit::procnet;
 use rumqttd::{ConnectionSettings, RouterConfig, ServerSettings};
@@ -58,18 +78,28 @@ pub enum BrokerError {
     Thread(std::io::Error),
 }
 
+/// A started broker.
+#[derive(Debug)]
+pub struct Running {
+    pub address: SocketAddr,
+    /// Its slow-subscriber alerts, for [`lag::watch`] once a bus client exists.
+    pub lag: Option<lag::LagAlerts>,
+}
+
 /// Starts the broker and returns once its listener accepts connections. rumqttd
 /// cannot be stopped: it lives as long as the process.
-pub fn start(config: &BrokerConfig, credentials: &Credentials) -> Result<SocketAddr, BrokerError> {
+pub fn start(config: &Config, credentials: &Credentials) -> Result<Running, BrokerError> {
+    let (cli_slots, config) = (config.bus.cli_slots, &config.broker);
     // rumqttd only logs a failed bind from its server thread; check here so that an
     // address in use is an error the caller sees.
     let (addr, what) = (config.tcp_listen, "mqtt");
     TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, what, source })?;
-    let rumqttd_config = rumqttd_config(config, credentials);
+    let rumqttd_config = rumqttd_config(config, cli_slots, credentials);
+    let mut broker = rumqttd::Broker::new(rumqttd_config);
+    let lag = broker.alerts().ok().map(lag::LagAlerts);
     std::thread::Builder::new()
         .name("cubeos-broker".into())
         .spawn(move || {
-            let mut broker = rumqttd::Broker::new(rumqttd_config);
             if let Err(e) = broker.start() {
                 tracing::error!(error = %e, "broker stopped");
             }
@@ -81,7 +111,7 @@ pub fn start(config: &BrokerConfig, credentials: &Credentials) -> Result<SocketA
         tracing::warn!(%addr, "could not set TCP_NODELAY on the listener; expect 40 ms stalls");
     }
     info!(%addr, "broker listening for services");
-    Ok(addr)
+    Ok(Running { address: addr, lag })
 }
 
 /// Waits until a socket listens on `addr`'s port. Read from the kernel's socket
@@ -127,7 +157,7 @@ fn set_nodelay_on_listener(port: u16) -> usize {
 }
 
 /// Translates CubeOS's broker settings into rumqttd's configuration.
-fn rumqttd_config(config: &BrokerConfig, credentials: &Credentials) -> rumqttd::Config {
+fn rumqttd_config(config: &BrokerConfig, cli_slots: usize, credentials: &Credentials) -> rumqttd::Config {
     let connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: config.max_payload,
@@ -153,7 +183,7 @@ fn rumqttd_config(config: &BrokerConfig, credentials: &Credentials) -> rumqttd::
             max_outgoing_packet_count: config.max_outgoing_packet_count,
             max_segment_size: config.segment_size,
             max_segment_count: config.segment_count,
-            custom_segment: None,
+            custom_segment: Some(logs::custom_segments(cli_slots)),
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
@@ -167,6 +197,27 @@ fn rumqttd_config(config: &BrokerConfig, credentials: &Credentials) -> rumqttd::
         console: None,
         bridge: None,
         prometheus: None,
-        metrics: None,
+        // Alerts: how slow subscribers are seen (no exporter).
+        metrics: metric_settings(),
     }
+}
+
+/// Alerts every second. rumqttd's timer needs a meters interval too (without one
+/// it panics), so meters are pushed hourly, to no one. Its settings keep their
+/// interval private: they are built the way its config file would give them.
+fn metric_settings() -> Option<HashMap<rumqttd::MetricType, rumqttd::MetricSettings>> {
+    let every = |secs: u64| serde_json::from_value(serde_json::json!({ "push_interval": secs })).ok();
+    Some(HashMap::from([
+        (rumqttd::MetricType::Alerts, every(1)?),
+        (rumqttd::MetricType::Meters, every(3600)?),
+    ]))
+}
+
+/// Connects the broker's own bus client and reports slow subscribers on it
+/// ([`lag`]) for as long as the process runs.
+pub async fn report_lag(running: Running, options: cubeos_kit::BusOptions) -> Result<(), cubeos_kit::BusError> {
+    let Some(alerts) = running.lag else { return Ok(()) };
+    let bus = cubeos_kit::Bus::connect(options).await?;
+    tokio::spawn(lag::watch(alerts, bus));
+    Ok(())
 }

@@ -11,7 +11,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Value, json};
 
-use crate::api::{self, job, orchestrator, port_allocator, proxy, registry};
+use crate::api::{self, broker, job, orchestrator, port_allocator, proxy, registry};
 use crate::envelope::{ReplyEnvelope, RequestEnvelope};
 use crate::models::{AppRecord, ProfileRecord};
 use crate::topics;
@@ -43,6 +43,7 @@ fn states() -> Vec<Payload> {
         payload::<ProfileRecord>(topics::profile_state("<name>"), "a profile with its apps (registry)"),
         payload::<port_allocator::PortStats>(topics::ports_state(), "ranges in use and free (port allocator)"),
         payload::<proxy::ProxyStatus>(topics::proxy_state(), "the DNS and proxy backends (proxy)"),
+        payload::<broker::BrokerState>(topics::broker_state(), "subscribers that fell behind (broker)"),
     ]
 }
 
@@ -52,6 +53,7 @@ fn events() -> Vec<Payload> {
         payload::<job::Progress>(topics::app_progress("<name>"), "an install or lifecycle job's progress"),
         payload::<job::Progress>(topics::image_progress(), "an image load's progress"),
         payload::<registry::Revoked>(topics::auth_revoked(), "sessions and users whose connections end"),
+        payload::<broker::Lagging>(topics::broker_lagging(), "a subscriber fell behind and lost messages"),
     ]
 }
 

@@ -163,6 +163,18 @@ pub fn auth_revoked() -> String {
     "cubeos/events/auth/revoked".to_owned()
 }
 
+/// `cubeos/state/broker`: subscribers that fell behind (owner: the broker).
+pub fn broker_state() -> String {
+    format!("{STATE_ROOT}/broker")
+}
+
+/// `cubeos/events/broker/lagging`: one subscriber fell behind on one filter and
+/// lost messages; a state subscriber named in it resubscribes to catch up from
+/// retained state.
+pub fn broker_lagging() -> String {
+    "cubeos/events/broker/lagging".to_owned()
+}
+
 /// Roots outside clients may read: state, events and liveness.
 pub const READABLE_ROOTS: &[&str] = &[STATE_ROOT, "cubeos/events", "cubeos/svc"];
 

@@ -52,6 +52,12 @@ pub struct BusOptions {
     pub max_concurrent_commands: usize,
     /// The data dir's key, on the box: calls then seal their secrets.
     pub secrets: Option<SecretBox>,
+    /// Commands shorter than this are padded with trailing whitespace (still
+    /// the same JSON). For a client that connects, sends one command and leaves:
+    /// rumqttd keeps a logged message as a slice of the 10 KiB buffer it was read
+    /// into and drops it from its log by the message's own size, so an unpadded
+    /// 150-byte command would pin 70 times what the log's bound counts.
+    pub pad_commands_to: usize,
 }
 
 impl BusOptions {
@@ -68,6 +74,7 @@ impl BusOptions {
             max_command_bytes: config.bus.max_command_bytes,
             max_concurrent_commands: config.bus.max_concurrent_commands,
             secrets: None,
+            pad_commands_to: 0,
         }
     }
 
@@ -403,7 +410,10 @@ impl Bus {
             args,
             caller,
         };
-        let payload = serde_json::to_vec(&envelope).map_err(|e| BusError::internal(e.to_string()))?;
+        let mut payload = serde_json::to_vec(&envelope).map_err(|e| BusError::internal(e.to_string()))?;
+        if payload.len() < self.inner.options.pad_commands_to {
+            payload.resize(self.inner.options.pad_commands_to, b' ');
+        }
         let (tx, rx) = oneshot::channel();
         self.inner
             .pending
@@ -466,6 +476,16 @@ impl Bus {
         self.inner
             .client
             .publish(topic, BUS_QOS, false, payload)
+            .await
+            .map_err(client_down)
+    }
+
+    /// Publishes a message as another client sent it (the gate's relay of what
+    /// outside clients publish), at QoS 0.
+    pub async fn relay(&self, topic: &str, retain: bool, payload: Vec<u8>) -> Result<(), BusError> {
+        self.inner
+            .client
+            .publish(topic, BUS_QOS, retain, payload)
             .await
             .map_err(client_down)
     }

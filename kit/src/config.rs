@@ -191,6 +191,9 @@ pub struct GateConfig {
     /// How long a connection without credentials may stay: enough to sign in.
     #[serde(with = "humantime_serde")]
     pub anonymous_timeout: Duration,
+    /// Topic filters one outside connection may hold at once; more are refused
+    /// (SUBACK 0x80). The gate matches them itself, so they cost the broker nothing.
+    pub max_subscriptions: usize,
 }
 
 /// Sign-in: sessions and login throttling.
@@ -222,6 +225,7 @@ impl Default for GateConfig {
             command_timeout: Duration::from_secs(120),
             max_anonymous: 32,
             anonymous_timeout: Duration::from_secs(30),
+            max_subscriptions: 32,
         }
     }
 }
@@ -269,9 +273,10 @@ pub struct BrokerConfig {
     /// Retained messages a fresh QoS 0 wildcard subscriber can receive at once:
     /// rumqttd silently drops the rest, so this must exceed the number of state topics.
     pub max_outgoing_packet_count: u64,
-    /// Per-filter in-memory log: segment size (bytes) x count bounds RAM per
-    /// filter, and is also how far a subscriber may lag before rumqttd drops
-    /// messages it has not read yet.
+    /// In-memory log of a reply filter (services', the gate's) or any filter
+    /// outside the bus's own kinds: about size x (count + 1) bytes of messages.
+    /// It is also how far a subscriber may lag before rumqttd drops messages it
+    /// has not read yet (the bus's other kinds: `broker/src/logs.rs`).
     pub segment_size: usize,
     pub segment_count: usize,
 }
@@ -286,6 +291,10 @@ pub struct BusConfig {
     pub max_command_bytes: usize,
     /// Commands one service handles at the same time.
     pub max_concurrent_commands: usize,
+    /// Client ids (`cli-0` ..) the CLI on the box leases, one per running call:
+    /// the number of reply topics the broker ever holds for it. More CLI calls at
+    /// once wait for a free one.
+    pub cli_slots: usize,
 }
 
 /// What CubeOS gives every app it installs.
@@ -464,8 +473,8 @@ impl Default for BrokerConfig {
             max_payload: 2 * 1024 * 1024,
             max_connections: 1024,
             max_outgoing_packet_count: 10_000,
-            segment_size: 1024 * 1024,
-            segment_count: 3,
+            segment_size: 512 * 1024,
+            segment_count: 1,
         }
     }
 }
@@ -476,6 +485,7 @@ impl Default for BusConfig {
             request_timeout: Duration::from_secs(10),
             max_command_bytes: 256 * 1024,
             max_concurrent_commands: 64,
+            cli_slots: 8,
         }
     }
 }
@@ -541,8 +551,8 @@ impl Config {
         if self.bus.max_command_bytes == 0 || self.bus.max_command_bytes > b.max_payload {
             return bad("bus.max_command_bytes must be between 1 and broker.max_payload");
         }
-        if self.bus.max_concurrent_commands == 0 || self.store.read_connections == 0 {
-            return bad("bus.max_concurrent_commands and store.read_connections must be positive");
+        if self.bus.max_concurrent_commands == 0 || self.store.read_connections == 0 || self.bus.cli_slots == 0 {
+            return bad("bus.max_concurrent_commands, bus.cli_slots and store.read_connections must be positive");
         }
         if self.auth.max_concurrent_hashes == 0 {
             return bad("auth.max_concurrent_hashes must be at least 1");
@@ -607,6 +617,11 @@ impl Config {
     /// The broker's generated service credentials (mode 0600).
     pub fn credentials_path(&self) -> PathBuf {
         self.data_dir.join("broker-credentials.json")
+    }
+
+    /// Where the CLI's reply-slot locks live ([`crate::slots`]).
+    pub fn slots_dir(&self) -> PathBuf {
+        self.data_dir.join("slots")
     }
 
     /// The key that seals secrets (mode 0600).

@@ -30,6 +30,8 @@
 //!   connected `DockerLink` with a retry window, for the services that
 //!   drive Docker.
 //! - [`procnet`]: the host's bound ports and their processes, from `/proc`.
+//! - [`slots`]: the fixed set of client ids the CLI on the box leases, so the
+//!   broker sees a bounded number of reply topics however often it runs.
 //! - [`clock`]: UTC dates for timestamps; [`telemetry`]: tracing setup.
 //!
 //! # Limitations
@@ -51,6 +53,7 @@ pub mod procnet;
 pub mod runner;
 pub mod secrets;
 pub mod service;
+pub mod slots;
 pub mod telemetry;
 
 pub use bus::{Bus, BusOptions, Request};

@@ -104,7 +104,11 @@ impl System {
         configure(&mut config);
         cubeos_kit::telemetry::init(&config.log);
         let credentials = Credentials::load_or_create(&config.credentials_path()).expect("credentials");
-        cubeos_broker::start(&config.broker, &credentials).expect("broker starts");
+        let broker = cubeos_broker::start(&config, &credentials).expect("broker starts");
+        let reporter = BusOptions::new(&config, "cubeos-broker", &credentials.username, &credentials.password);
+        cubeos_broker::report_lag(broker, reporter)
+            .await
+            .expect("lag reporter connects");
         let secrets = SecretBox::load_or_create(&config.secret_key_path()).expect("secret key");
         cubeos_broker::gate::start(&config, &credentials, secrets)
             .await

@@ -835,3 +835,47 @@ async fn a_readonly_user_never_receives_an_admins_reply() {
     assert_eq!(admin_replies, 50, "the admin who stayed got every one of its replies");
     assert!(refused >= 50, "while the admin holds the id, it is refused: {refused}");
 }
+
+/// Issue 13, part 1: one SUBSCRIBE with 1,000 filters from a readonly user gets
+/// `gate.max_subscriptions` of them and 0x80 for the rest; the ones granted are
+/// matched by the gate against one upstream root, so the client still gets the
+/// retained state they match, and only that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_filters_in_one_subscribe_are_capped() {
+    let system = System::start_with(|c| c.gate.max_subscriptions = 8).await;
+    system.add_user("ann", "reader-password", "readonly").await;
+    let mut options = rumqttc::MqttOptions::new("ann-many", "127.0.0.1", system.gate_port());
+    options
+        .set_credentials("ann", "reader-password")
+        .set_max_packet_size(64 * 1024, 64 * 1024);
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 16);
+    let mut filters: Vec<_> = (0..1000)
+        .map(|i| rumqttc::SubscribeFilter::new(format!("cubeos/state/nothing-{i}"), rumqttc::QoS::AtMostOnce))
+        .collect();
+    filters[0] = rumqttc::SubscribeFilter::new("cubeos/state/system".into(), rumqttc::QoS::AtMostOnce);
+    client.subscribe_many(filters).await.unwrap();
+    let (codes, retained) = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut codes = None;
+        let mut retained = Vec::new();
+        while codes.is_none() || retained.is_empty() {
+            match events.poll().await.unwrap() {
+                rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack)) => codes = Some(ack.return_codes),
+                rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) => retained.push(p.topic),
+                _ => {}
+            }
+        }
+        (codes.unwrap(), retained)
+    })
+    .await
+    .expect("a SUBACK and the system state");
+    let granted = codes
+        .iter()
+        .filter(|c| !matches!(c, rumqttc::SubscribeReasonCode::Failure))
+        .count();
+    assert_eq!(granted, 8, "{codes:?}");
+    assert_eq!(codes.len(), 1000);
+    assert_eq!(retained, vec!["cubeos/state/system".to_owned()]);
+    // Nothing else under the root reaches it: the gate matches its filters.
+    let more = received(&mut events, Duration::from_millis(500), 10).await;
+    assert!(more.is_empty(), "{} messages it did not subscribe to", more.len());
+}

@@ -130,7 +130,7 @@ async fn after_reconnect_to_an_empty_broker_the_registry_republishes_and_resubsc
     cubeos_kit::telemetry::init(&config.log);
     let credentials = cubeos_broker::Credentials::load_or_create(&config.credentials_path()).unwrap();
     let broker_a = config.broker.tcp_listen;
-    cubeos_broker::start(&config.broker, &credentials).unwrap();
+    cubeos_broker::start(&config, &credentials).unwrap();
     let proxy = Proxy::start(broker_a).await;
     config.broker.address = proxy.addr;
     let config = Arc::new(config);
@@ -163,7 +163,7 @@ async fn after_reconnect_to_an_empty_broker_the_registry_republishes_and_resubsc
     // Broker B knows nothing. Move the registry there by cutting its connection.
     let mut config_b = (*config).clone();
     config_b.broker.tcp_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    cubeos_broker::start(&config_b.broker, &credentials).unwrap();
+    cubeos_broker::start(&config_b, &credentials).unwrap();
     proxy.set_target(config_b.broker.tcp_listen);
     proxy.cut();
 

@@ -74,7 +74,7 @@ async fn mosquitto_creates_an_app_and_sees_its_retained_state() {
     // A subscriber that arrives afterwards sees the app's retained state.
     let out = Command::new("mosquitto_sub")
         .args(&auth)
-        .args(["-t", "cubeos/state/#", "-v", "-W", "5", "--retained-only", "-C", "5"])
+        .args(["-t", "cubeos/state/#", "-v", "-W", "5", "--retained-only", "-C", "6"])
         .output()
         .await
         .expect("mosquitto_sub");
@@ -110,8 +110,8 @@ async fn two_thousand_retained_topics_reach_a_fresh_wildcard_subscriber() {
     while let Some(done) = tasks.join_next().await {
         done.expect("filler");
     }
-    // 2,000 apps + 3 profiles + the system object.
-    let expected = APPS + 4;
+    // 2,000 apps + 3 profiles + the system object + the broker's report.
+    let expected = APPS + 5;
     let out = Command::new("mosquitto_sub")
         .args(system.mosquitto_args())
         .args([

@@ -117,6 +117,23 @@ pub fn subscribe_grant(who: &Identity, filter: &str, asked: QoS) -> Option<QoS> 
     })
 }
 
+/// The one upstream filter that carries what `filter` (granted by
+/// [`subscribe_grant`]) can match: a whole root (`cubeos/state/#`, `cubeos/hw/#`,
+/// ..). The gate subscribes upstream to these alone and matches each client's own
+/// filters itself, so rumqttd, which keeps a log per filter for ever, only ever
+/// sees this fixed set of filters from outside clients, whatever they subscribe to.
+pub fn upstream_filter(who: &Identity, filter: &str) -> Option<String> {
+    let roots: &[&str] = match who.role {
+        Role::Device => &[topics::HARDWARE_ROOT],
+        Role::Node => &[topics::NODES_ROOT],
+        _ => topics::READABLE_ROOTS,
+    };
+    roots
+        .iter()
+        .find(|root| topics::is_within(filter, root))
+        .map(|root| format!("{root}/#"))
+}
+
 fn has_wildcard(topic: &str) -> bool {
     topic.contains(['+', '#'])
 }
@@ -167,6 +184,15 @@ mod tests {
         assert_eq!(subscribe_grant(&ro, "cubeos/#", QoS::AtMostOnce), None);
         assert_eq!(subscribe_grant(&ro, "#", QoS::AtMostOnce), None);
         assert_eq!(subscribe_grant(&ro, "cubeos/cmd/#", QoS::AtMostOnce), None);
+        assert_eq!(
+            upstream_filter(&ro, "cubeos/state/apps/+/health").as_deref(),
+            Some("cubeos/state/#")
+        );
+        assert_eq!(
+            upstream_filter(&ro, "cubeos/events/x").as_deref(),
+            Some("cubeos/events/#")
+        );
+        assert_eq!(upstream_filter(&ro, "cubeos/#"), None);
     }
 
     #[test]
@@ -187,6 +213,14 @@ mod tests {
         assert_eq!(
             subscribe_grant(&node, "cubeos/nodes/n1/#", QoS::AtMostOnce),
             Some(QoS::AtMostOnce)
+        );
+        assert_eq!(
+            upstream_filter(&dev, "cubeos/hw/button-1/led").as_deref(),
+            Some("cubeos/hw/#")
+        );
+        assert_eq!(
+            upstream_filter(&node, "cubeos/nodes/n1/#").as_deref(),
+            Some("cubeos/nodes/#")
         );
         let anon = who(Role::Anonymous, "");
         assert_eq!(subscribe_grant(&anon, "cubeos/state/#", QoS::AtMostOnce), None);

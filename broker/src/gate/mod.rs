@@ -87,8 +87,33 @@ pub(crate) struct Shared {
     /// Connections without credentials open at once.
     anonymous: Arc<Semaphore>,
     max_packet: usize,
+    /// Filters one connection may hold (`gate.max_subscriptions`).
+    max_subscriptions: usize,
     next_id: AtomicU64,
     live: Mutex<HashMap<u64, Live>>,
+    upstream_ids: Mutex<IdPool>,
+}
+
+/// Upstream client ids: as many as were ever open at once. The one free longest
+/// is reused first, so a fresh connection does not take the id of one rumqttd may
+/// still be tearing down.
+#[derive(Debug, Default)]
+struct IdPool {
+    free: std::collections::VecDeque<u32>,
+    issued: u32,
+}
+
+impl IdPool {
+    fn take(&mut self) -> u32 {
+        self.free.pop_front().unwrap_or_else(|| {
+            self.issued += 1;
+            self.issued
+        })
+    }
+
+    fn give(&mut self, n: u32) {
+        self.free.push_back(n);
+    }
 }
 
 /// A signed-in connection, for revocation and client-id takeover.
@@ -127,8 +152,10 @@ pub async fn start(config: &Config, credentials: &Credentials, secrets: SecretBo
         anonymous_timeout: config.gate.anonymous_timeout,
         anonymous: Arc::new(Semaphore::new(config.gate.max_anonymous)),
         max_packet: config.broker.max_payload + 1024,
+        max_subscriptions: config.gate.max_subscriptions,
         next_id: AtomicU64::new(1),
         live: Mutex::new(HashMap::new()),
+        upstream_ids: Mutex::new(IdPool::default()),
     });
     let slots = Arc::new(Semaphore::new(config.broker.max_connections));
     tokio::spawn(accept(tcp, Arc::clone(&shared), Arc::clone(&slots), false));
@@ -251,9 +278,18 @@ impl Shared {
         ))
     }
 
-    async fn open_upstream(&self, client: &Connect) -> std::io::Result<session::Upstream> {
-        let upstream_id = format!("gate-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        session::connect_upstream(self.upstream, &self.service_login, client, upstream_id).await
+    /// Opens a client's upstream connection under a pooled id (`gate-<n>`):
+    /// rumqttd keeps a record per client id it ever saw, so ids are reused rather
+    /// than new for every client. The id must be handed back ([`Shared::release`]).
+    async fn open_upstream(&self, client: &Connect) -> (u32, std::io::Result<session::Upstream>) {
+        let n = self.upstream_ids.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let upstream = session::connect_upstream(self.upstream, &self.service_login, client, format!("gate-{n}")).await;
+        (n, upstream)
+    }
+
+    /// Hands an upstream id back to the pool.
+    fn release(&self, n: u32) {
+        self.upstream_ids.lock().unwrap_or_else(|p| p.into_inner()).give(n);
     }
 
     /// Records a live session. An older one with the same client id is ended when

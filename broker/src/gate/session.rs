@@ -5,9 +5,12 @@
 //! is sent by the gate itself, on its own bus connection, with the caller stamped and
 //! its secret fields sealed, and its reply is handed to this session alone; denied
 //! publishes are dropped and logged; denied subscriptions get SUBACK 0x80. Other
-//! allowed publishes and subscriptions (state, events, hardware, node topics) travel
-//! over the client's own upstream connection to rumqttd, which a client without
-//! credentials never gets.
+//! allowed publishes (hardware, node topics) are relayed on the gate's bus
+//! connection too. Allowed subscriptions are kept by the session (at most
+//! `gate.max_subscriptions`) and matched by it against what arrives on the client's
+//! own upstream connection to rumqttd, which holds only whole roots
+//! (`cubeos/state/#`, ..) and the client's last will; a client without credentials
+//! gets none.
 //!
 //! Replies are bound to the connection that sent the command, never to a client id:
 //! rumqttd delivers a reply only to the gate's own reply topic, and the gate matches
@@ -24,6 +27,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use cubeos_contract::envelope::{BusError, Caller, ReplyEnvelope};
 use cubeos_contract::roles::{self, Role};
+use cubeos_contract::topics;
 use cubeos_contract::validate::truncate;
 use rumqttc::QoS;
 use rumqttc::mqttbytes::Error as CodecError;
@@ -149,13 +153,14 @@ pub async fn serve(shared: Arc<Shared>, mut io: ClientIo, address: IpAddr) {
             connack(&io, ConnectReturnCode::BadClientId).await;
             return;
         };
-        let upstream = if anonymous {
-            None
+        let (upstream_id, upstream) = if anonymous {
+            (None, None)
         } else {
             match shared.open_upstream(&connect).await {
-                Ok(u) => Some(u),
-                Err(e) => {
+                (n, Ok(u)) => (Some(n), Some(u)),
+                (n, Err(e)) => {
                     warn!(error = %e, "broker unreachable");
+                    shared.release(n);
                     shared.unregister(conn_id);
                     connack(&io, ConnectReturnCode::ServiceUnavailable).await;
                     return;
@@ -171,6 +176,9 @@ pub async fn serve(shared: Arc<Shared>, mut io: ClientIo, address: IpAddr) {
             to_client: io.to_client.clone(),
             upstream_tx: None,
             pending_subscribes: HashMap::new(),
+            filters: Vec::new(),
+            roots: HashMap::new(),
+            own_unsubscribes: HashSet::new(),
             dropped_exactly_once: HashSet::new(),
             reply_subscribed: false,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -182,7 +190,12 @@ pub async fn serve(shared: Arc<Shared>, mut io: ClientIo, address: IpAddr) {
             .run(&mut io, from_client, upstream, replies, &kicked, lifetime)
             .await;
         debug!(%end, "session ended");
+        // Its upstream connection closes with it, before the id goes back.
+        drop(session);
         shared.unregister(conn_id);
+        if let Some(n) = upstream_id {
+            shared.release(n);
+        }
         drop(anonymous_slot);
     }
     .instrument(span)
@@ -203,8 +216,10 @@ enum Grant {
     Denied,
     /// The client's own reply topic: the gate delivers its replies itself.
     Local(QoS),
-    /// Passed to rumqttd at this QoS; its SUBACK code is used.
-    Upstream(QoS),
+    /// Matched by the gate against what arrives on the upstream filter at this
+    /// index of the forwarded SUBSCRIBE; granted at this QoS when rumqttd grants
+    /// that filter.
+    Upstream(QoS, usize),
 }
 
 struct Session {
@@ -213,8 +228,17 @@ struct Session {
     to_client: mpsc::Sender<Bytes>,
     /// The writing half of the upstream connection (none without credentials).
     upstream_tx: Option<OwnedWriteHalf>,
-    /// SUBSCRIBE packet id -> what became of each of the client's filters.
-    pending_subscribes: HashMap<u16, Vec<Grant>>,
+    /// SUBSCRIBE packet id -> what became of each of the client's filters, and the
+    /// upstream filters sent for them, in order.
+    pending_subscribes: HashMap<u16, (Vec<Grant>, Vec<String>)>,
+    /// The client's own filters the gate matches upstream messages against, with
+    /// the QoS granted (at most `gate.max_subscriptions` of them).
+    filters: Vec<(String, QoS)>,
+    /// Upstream filters (whole roots) this connection holds, and at which QoS.
+    roots: HashMap<String, QoS>,
+    /// Packet ids of the gate's own UNSUBSCRIBEs upstream, whose UNSUBACK the
+    /// client never asked for.
+    own_unsubscribes: HashSet<u16>,
     /// QoS 2 publishes the gate took itself: their PUBREL is answered here.
     dropped_exactly_once: HashSet<u16>,
     has_will: bool,
@@ -340,7 +364,21 @@ impl Session {
 
     async fn client_publish(&mut self, publish: Publish) -> Result<(), End> {
         match acl::publish_rule(&self.who, &publish.topic) {
-            PublishRule::Forward => return self.upstream(&Packet::Publish(publish)).await,
+            PublishRule::Forward => {
+                // On the gate's one long-lived connection, not the client's own:
+                // rumqttd keeps each logged message as a slice of the read buffer
+                // it arrived in (10 KiB), so a device that connects, publishes once
+                // and leaves would pin a buffer per message; on one busy
+                // connection, hundreds of messages share each buffer.
+                let relayed = self
+                    .shared
+                    .bus
+                    .relay(&publish.topic, publish.retain, publish.payload.to_vec())
+                    .await;
+                if relayed.is_err() {
+                    return Err(End::UpstreamGone);
+                }
+            }
             PublishRule::Command { service, action } => {
                 let (service, action) = (service.to_owned(), action.to_owned());
                 self.command(&service, &action, &publish.payload).await?;
@@ -349,8 +387,8 @@ impl Session {
                 warn!(topic = %truncate(&publish.topic, 80), "publish denied");
             }
         }
-        // The gate took this publish itself (a command) or dropped it: acknowledge
-        // it here, so the client's session does not stall.
+        // The gate took this publish itself (relayed, or a command) or dropped it:
+        // acknowledge it here, so the client's session does not stall.
         match publish.qos {
             QoS::AtMostOnce => Ok(()),
             QoS::AtLeastOnce => self.to_client(&Packet::PubAck(PubAck::new(publish.pkid))).await,
@@ -442,67 +480,156 @@ impl Session {
     }
 
     async fn client_subscribe(&mut self, subscribe: Subscribe) -> Result<(), End> {
-        let grants: Vec<Grant> = subscribe
-            .filters
-            .iter()
-            .map(|f| match acl::subscribe_grant(&self.who, &f.path, f.qos) {
-                None => Grant::Denied,
-                Some(qos) if f.path == self.who.reply_topic() => Grant::Local(qos),
-                Some(_) if self.upstream_tx.is_none() => Grant::Denied,
-                Some(qos) => Grant::Upstream(qos),
-            })
-            .collect();
-        let mut forwarded = Vec::new();
-        for (filter, grant) in subscribe.filters.iter().zip(&grants) {
-            match grant {
-                Grant::Denied => warn!(filter = %truncate(&filter.path, 80), "subscription denied"),
-                Grant::Local(_) => self.reply_subscribed = true,
-                Grant::Upstream(qos) => forwarded.push(SubscribeFilter::new(filter.path.clone(), *qos)),
+        // Upstream filters to (re)subscribe, with the highest QoS asked under each.
+        let mut upstream: Vec<(String, QoS)> = Vec::new();
+        let mut grants = Vec::with_capacity(subscribe.filters.len());
+        for filter in &subscribe.filters {
+            let grant = self.grant(&filter.path, filter.qos, &mut upstream);
+            if matches!(grant, Grant::Denied) {
+                warn!(filter = %truncate(&filter.path, 80), "subscription denied");
             }
+            grants.push(grant);
         }
-        if forwarded.is_empty() {
+        if upstream.is_empty() {
             let codes = grants.iter().map(|g| local_code(*g)).collect();
             return self
                 .to_client(&Packet::SubAck(SubAck::new(subscribe.pkid, codes)))
                 .await;
         }
-        self.pending_subscribes.insert(subscribe.pkid, grants);
+        // rumqttd sends retained messages only for a filter new to a connection:
+        // one this connection holds already is dropped and taken again, so that the
+        // client's new filter gets the retained state it matches.
+        let held: Vec<String> = upstream
+            .iter()
+            .filter(|(root, _)| self.roots.contains_key(root))
+            .map(|(root, _)| root.clone())
+            .collect();
+        if !held.is_empty() {
+            self.own_unsubscribes.insert(subscribe.pkid);
+            self.upstream(&Packet::Unsubscribe(Unsubscribe {
+                pkid: subscribe.pkid,
+                topics: held,
+            }))
+            .await?;
+        }
+        for (root, qos) in &upstream {
+            self.roots.insert(root.clone(), *qos);
+        }
+        let order = upstream.iter().map(|(root, _)| root.clone()).collect();
+        self.pending_subscribes.insert(subscribe.pkid, (grants, order));
         let forwarded = Subscribe {
             pkid: subscribe.pkid,
-            filters: forwarded,
+            filters: upstream
+                .into_iter()
+                .map(|(root, qos)| SubscribeFilter::new(root, qos))
+                .collect(),
         };
         self.upstream(&Packet::Subscribe(forwarded)).await
     }
 
-    async fn client_unsubscribe(&mut self, mut unsubscribe: Unsubscribe) -> Result<(), End> {
-        let reply_topic = self.who.reply_topic().to_owned();
-        if unsubscribe.topics.contains(&reply_topic) {
-            self.reply_subscribed = false;
-            unsubscribe.topics.retain(|t| *t != reply_topic);
+    /// What becomes of one filter of a SUBSCRIBE; an upstream filter it needs is
+    /// added to `upstream`.
+    fn grant(&mut self, path: &str, asked: QoS, upstream: &mut Vec<(String, QoS)>) -> Grant {
+        let Some(qos) = acl::subscribe_grant(&self.who, path, asked) else {
+            return Grant::Denied;
+        };
+        if path == self.who.reply_topic() {
+            self.reply_subscribed = true;
+            return Grant::Local(qos);
         }
-        if unsubscribe.topics.is_empty() || self.upstream_tx.is_none() {
-            return self.to_client(&Packet::UnsubAck(UnsubAck::new(unsubscribe.pkid))).await;
+        let Some(root) = acl::upstream_filter(&self.who, path).filter(|_| self.upstream_tx.is_some()) else {
+            return Grant::Denied;
+        };
+        // Delivery to the client is at most QoS 1: the gate relays PUBACKs, it
+        // keeps no QoS 2 state of its own for messages it forwards.
+        let qos = lower(qos, QoS::AtLeastOnce);
+        let full = self.filters.len() >= self.shared.max_subscriptions;
+        match self.filters.iter_mut().find(|(p, _)| p == path) {
+            Some(existing) => existing.1 = qos,
+            None if full => {
+                info!(
+                    max = self.shared.max_subscriptions,
+                    "subscription refused: too many on this connection (gate.max_subscriptions)"
+                );
+                return Grant::Denied;
+            }
+            None => self.filters.push((path.to_owned(), qos)),
         }
-        self.upstream(&Packet::Unsubscribe(unsubscribe)).await
+        let held = self.roots.get(&root).copied().unwrap_or(QoS::AtMostOnce);
+        let index = match upstream.iter().position(|(r, _)| *r == root) {
+            Some(i) => {
+                upstream[i].1 = higher(upstream[i].1, qos);
+                i
+            }
+            None => {
+                upstream.push((root, higher(qos, held)));
+                upstream.len() - 1
+            }
+        };
+        Grant::Upstream(qos, index)
+    }
+
+    async fn client_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), End> {
+        // The upstream filters stay (there are only a few): the gate simply stops
+        // matching the client's.
+        for topic in &unsubscribe.topics {
+            if topic == self.who.reply_topic() {
+                self.reply_subscribed = false;
+            }
+            self.filters.retain(|(p, _)| p != topic);
+        }
+        self.to_client(&Packet::UnsubAck(UnsubAck::new(unsubscribe.pkid))).await
     }
 
     async fn on_upstream_packet(&mut self, packet: Packet) -> Result<(), End> {
         match packet {
             Packet::SubAck(mut suback) => {
-                if let Some(grants) = self.pending_subscribes.remove(&suback.pkid) {
-                    let mut upstream_codes = suback.return_codes.into_iter();
-                    suback.return_codes = grants
-                        .iter()
-                        .map(|g| match g {
-                            Grant::Upstream(_) => upstream_codes.next().unwrap_or(SubscribeReasonCode::Failure),
-                            other => local_code(*other),
-                        })
-                        .collect();
-                }
+                let Some((grants, order)) = self.pending_subscribes.remove(&suback.pkid) else {
+                    return Ok(());
+                };
+                let upstream_codes = suback.return_codes;
+                let granted_root = |i: usize| {
+                    order.get(i).is_some()
+                        && upstream_codes
+                            .get(i)
+                            .is_some_and(|c| *c != SubscribeReasonCode::Failure)
+                };
+                suback.return_codes = grants
+                    .iter()
+                    .map(|g| match g {
+                        Grant::Upstream(qos, i) if granted_root(*i) => SubscribeReasonCode::Success(*qos),
+                        Grant::Upstream(..) => SubscribeReasonCode::Failure,
+                        other => local_code(*other),
+                    })
+                    .collect();
                 self.to_client(&Packet::SubAck(suback)).await
             }
+            Packet::UnsubAck(ack) if self.own_unsubscribes.remove(&ack.pkid) => Ok(()),
+            Packet::Publish(publish) => self.forward(publish).await,
             other => self.to_client(&other).await,
         }
+    }
+
+    /// Delivers a message from an upstream root to the client if one of its own
+    /// filters matches it, at the highest QoS granted among those; acknowledges
+    /// upstream itself what the client will not.
+    async fn forward(&mut self, mut publish: Publish) -> Result<(), End> {
+        let granted = self
+            .filters
+            .iter()
+            .filter(|(filter, _)| topics::matches(filter, &publish.topic))
+            .map(|(_, qos)| *qos)
+            .reduce(higher);
+        let delivery = granted.map(|g| lower(g, publish.qos));
+        if publish.qos != QoS::AtMostOnce && delivery != Some(publish.qos) {
+            self.upstream(&Packet::PubAck(PubAck::new(publish.pkid))).await?;
+        }
+        let Some(qos) = delivery else { return Ok(()) };
+        if qos == QoS::AtMostOnce {
+            publish.qos = QoS::AtMostOnce;
+            publish.pkid = 0;
+        }
+        self.to_client(&Packet::Publish(publish)).await
     }
 
     /// Hands a reply to the client, on its own reply topic, if it subscribed to it.
@@ -530,13 +657,23 @@ impl Session {
     }
 }
 
+/// The lower of two QoS levels (rumqttc's `QoS` is only partially ordered).
+fn lower(a: QoS, b: QoS) -> QoS {
+    if a as u8 <= b as u8 { a } else { b }
+}
+
+/// The higher of two QoS levels.
+fn higher(a: QoS, b: QoS) -> QoS {
+    if a as u8 >= b as u8 { a } else { b }
+}
+
 /// The SUBACK code of a filter the gate answered itself.
 fn local_code(grant: Grant) -> SubscribeReasonCode {
     match grant {
         Grant::Local(QoS::AtMostOnce) => SubscribeReasonCode::Success(QoS::AtMostOnce),
         Grant::Local(QoS::AtLeastOnce) => SubscribeReasonCode::Success(QoS::AtLeastOnce),
         Grant::Local(QoS::ExactlyOnce) => SubscribeReasonCode::Success(QoS::ExactlyOnce),
-        Grant::Denied | Grant::Upstream(_) => SubscribeReasonCode::Failure,
+        Grant::Denied | Grant::Upstream(..) => SubscribeReasonCode::Failure,
     }
 }
 

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::roles::Need;
 
+pub mod broker;
 pub mod job;
 pub mod orchestrator;
 pub mod port_allocator;

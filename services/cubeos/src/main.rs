@@ -9,6 +9,7 @@
 //!   prints the reply (a table, or JSON with `--json`).
 
 mod cli;
+mod memory;
 mod output;
 mod up;
 
@@ -97,6 +98,7 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 }
 
 fn main() -> ExitCode {
+    memory::tune();
     let args = Args::parse();
     let config = match load_config(&args) {
         Ok(c) => c,

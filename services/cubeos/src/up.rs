@@ -29,7 +29,11 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let credentials = Credentials::load_or_create(&config.credentials_path())?;
     let secrets = SecretBox::load_or_create(&config.secret_key_path())?;
-    cubeos_broker::start(&config.broker, &credentials)?;
+    let broker = cubeos_broker::start(&config, &credentials)?;
+    let reporter = BusOptions::new(&config, "cubeos-broker", &credentials.username, &credentials.password);
+    cubeos_broker::report_lag(broker, reporter)
+        .await
+        .context("cannot reach the broker")?;
     // Outside clients are let in from the start; until the registry is online their
     // sign-ins are answered "server unavailable" (CONNACK 3).
     cubeos_broker::gate::start(&config, &credentials, secrets).await?;

@@ -33,6 +33,7 @@ use cubeos_contract::api::Command;
 use cubeos_contract::liveness::Liveness;
 use cubeos_contract::topics;
 use cubeos_kit::secrets::SecretBox;
+use cubeos_kit::slots::Slot;
 use cubeos_kit::{Bus, BusError, BusOptions, Config};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -41,6 +42,9 @@ use tokio::sync::watch;
 /// retained liveness arrives right behind the subscription, so this only covers the
 /// first moments of `cubeos up`.
 const UNANNOUNCED_GRACE: Duration = Duration::from_secs(2);
+
+/// What a local CLI command is padded to: the broker's read buffer per connection.
+const CLI_COMMAND_PAD: usize = 10 * 1024;
 
 /// What every client command needs.
 pub struct Cli {
@@ -59,22 +63,35 @@ pub struct Client {
     /// Every service's liveness, as its retained topic says it.
     liveness: watch::Receiver<HashMap<String, Liveness>>,
     wait: Duration,
+    /// The reply slot a local client holds for as long as it lives.
+    _slot: Option<Slot>,
 }
 
 impl Client {
-    /// Connects as a one-off client (`cli-<random>`): locally when this user can
-    /// read the service credentials, otherwise with the saved login.
+    /// Connects locally, under a leased reply slot (`cli-<n>`), when this user can
+    /// read the service credentials; otherwise through the gate with the saved
+    /// login, as a one-off client (`cli-<random>`: the gate, not the broker, holds
+    /// its reply topic).
     pub async fn connect(cli: &Cli) -> Result<Client, BusError> {
         let config = &cli.config;
         if let Ok(credentials) = Credentials::load(&config.credentials_path()) {
-            let mut options = BusOptions::new(config, client_id(), &credentials.username, &credentials.password);
+            let (dir, count, wait) = (config.slots_dir(), config.bus.cli_slots, cli.wait);
+            let slot = tokio::task::spawn_blocking(move || Slot::lease(&dir, "cli", count, wait))
+                .await
+                .map_err(|e| BusError::internal(e.to_string()))?
+                .map_err(|e| BusError::unavailable(e.to_string()))?;
+            let mut options = BusOptions::new(config, slot.client_id(), &credentials.username, &credentials.password);
+            // A one-off connection: see `BusOptions::pad_commands_to`.
+            options.pad_commands_to = CLI_COMMAND_PAD;
             if let Ok(key) = SecretBox::load(&config.secret_key_path()) {
                 options = options.with_secrets(key);
             }
             let bus = Bus::connect(options)
                 .await
                 .map_err(|e| hint(e, "is `cubeos up` running?"))?;
-            return Client::attach(bus, cli.wait).await;
+            let mut client = Client::attach(bus, cli.wait).await?;
+            client._slot = Some(slot);
+            return Ok(client);
         }
         let Some(saved) = SavedLogin::load() else {
             return Err(auth::not_signed_in(cli).await);
@@ -124,7 +141,12 @@ impl Client {
                 }
             }
         });
-        Ok(Client { bus, liveness, wait })
+        Ok(Client {
+            bus,
+            liveness,
+            wait,
+            _slot: None,
+        })
     }
 
     /// Sends one command once its service is online, and waits for its reply.
