@@ -72,11 +72,7 @@ async fn no_command_is_lost_in_a_burst_of_thirty_thousand() {
     while let Some(done) = tasks.join_next().await {
         answered += usize::from(done.unwrap());
     }
-    let lag = clients[0]
-        .request("registry", "state.get", &json!({ "key": "domain" }))
-        .await
-        .ok();
-    let _ = lag;
+    // On failure, say which subscribers fell behind (the broker's own report).
     let broker = system.client("burst-observer").await;
     let mut state = broker
         .subscribe(&cubeos_contract::topics::broker_state(), rumqttc::QoS::AtMostOnce)
