@@ -6,7 +6,7 @@
 //! turns each into a log line (at most one a minute per client and filter), a
 //! count in the retained `cubeos/state/broker`, and a `cubeos/events/broker/lagging`
 //! event naming the client, so that a state subscriber can resubscribe and catch up
-//! from retained state (the kit's bus client does so by itself).
+//! from retained state (the kit's bus client does not do so by itself yet).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
