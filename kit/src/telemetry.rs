@@ -52,13 +52,13 @@ pub fn rumqttd_level(level: Level, message: &str) -> Level {
     const ORDINARY: &[&str] = &[
         // A client left; rumqttd notices it twice.
         "is already gone",
+        // Also "Connection is already disconnected".
         "disconnected",
         "connection-stop",
         "router-drop",
-        "Connection is already disconnected",
-        // Reported with the client's name by the broker's lag watcher.
+        // Reported with the client's name by the broker's lag watcher. Also
+        // "jumping to head".
         "Read cursor start jumped",
-        "jumping to head",
         "jumping",
     ];
     const CLIENT_FAULT: &[&str] = &[

@@ -214,7 +214,10 @@ async fn connack(io: &ClientIo, code: ConnectReturnCode) {
 #[derive(Debug, Clone, Copy)]
 enum Grant {
     Denied,
-    /// The client's own reply topic: the gate delivers its replies itself.
+    /// Refused: the connection holds `gate.max_subscriptions` filters already.
+    Capped,
+    /// Granted by the gate without asking rumqttd: the client's own reply topic
+    /// (the gate delivers its replies itself), or a filter it holds already.
     Local(QoS),
     /// Matched by the gate against what arrives on the upstream filter at this
     /// index of the forwarded SUBSCRIBE; granted at this QoS when rumqttd grants
@@ -484,11 +487,30 @@ impl Session {
         let mut upstream: Vec<(String, QoS)> = Vec::new();
         let mut grants = Vec::with_capacity(subscribe.filters.len());
         for filter in &subscribe.filters {
-            let grant = self.grant(&filter.path, filter.qos, &mut upstream);
-            if matches!(grant, Grant::Denied) {
-                warn!(filter = %truncate(&filter.path, 80), "subscription denied");
-            }
-            grants.push(grant);
+            grants.push(self.grant(&filter.path, filter.qos, &mut upstream));
+        }
+        // One line per SUBSCRIBE, however many filters it refused: a packet of a
+        // thousand filters must not become a thousand log lines.
+        let refused = |kind: Grant| {
+            let mut of_kind = subscribe
+                .filters
+                .iter()
+                .zip(&grants)
+                .filter(move |(_, g)| std::mem::discriminant(*g) == std::mem::discriminant(&kind));
+            of_kind
+                .next()
+                .map(|(first, _)| (truncate(&first.path, 80).to_owned(), 1 + of_kind.count()))
+        };
+        if let Some((first, count)) = refused(Grant::Denied) {
+            warn!(%first, count, "subscriptions denied");
+        }
+        if let Some((first, count)) = refused(Grant::Capped) {
+            info!(
+                %first,
+                count,
+                max = self.shared.max_subscriptions,
+                "subscriptions refused: too many on this connection (gate.max_subscriptions)"
+            );
         }
         if upstream.is_empty() {
             let codes = grants.iter().map(|g| local_code(*g)).collect();
@@ -543,19 +565,18 @@ impl Session {
         // Delivery to the client is at most QoS 1: the gate relays PUBACKs, it
         // keeps no QoS 2 state of its own for messages it forwards.
         let qos = lower(qos, QoS::AtLeastOnce);
+        let held = self.roots.get(&root).copied();
         let full = self.filters.len() >= self.shared.max_subscriptions;
         match self.filters.iter_mut().find(|(p, _)| p == path) {
+            // The same filter again at the same QoS: nothing to ask rumqttd. Taking
+            // the root again would resend every retained message under it, for
+            // every such packet a client cares to send.
+            Some(existing) if existing.1 == qos && held.is_some() => return Grant::Local(qos),
             Some(existing) => existing.1 = qos,
-            None if full => {
-                info!(
-                    max = self.shared.max_subscriptions,
-                    "subscription refused: too many on this connection (gate.max_subscriptions)"
-                );
-                return Grant::Denied;
-            }
+            None if full => return Grant::Capped,
             None => self.filters.push((path.to_owned(), qos)),
         }
-        let held = self.roots.get(&root).copied().unwrap_or(QoS::AtMostOnce);
+        let held = held.unwrap_or(QoS::AtMostOnce);
         let index = match upstream.iter().position(|(r, _)| *r == root) {
             Some(i) => {
                 upstream[i].1 = higher(upstream[i].1, qos);
@@ -673,7 +694,7 @@ fn local_code(grant: Grant) -> SubscribeReasonCode {
         Grant::Local(QoS::AtMostOnce) => SubscribeReasonCode::Success(QoS::AtMostOnce),
         Grant::Local(QoS::AtLeastOnce) => SubscribeReasonCode::Success(QoS::AtLeastOnce),
         Grant::Local(QoS::ExactlyOnce) => SubscribeReasonCode::Success(QoS::ExactlyOnce),
-        Grant::Denied | Grant::Upstream(..) => SubscribeReasonCode::Failure,
+        Grant::Denied | Grant::Capped | Grant::Upstream(..) => SubscribeReasonCode::Failure,
     }
 }
 
