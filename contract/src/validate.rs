@@ -51,6 +51,17 @@ pub fn name(field: &str, value: &str) -> FieldResult<()> {
     }
 }
 
+/// Whether `id` is a store id (an app store's own name for an app, such as
+/// `2FAuth`): 1-64 of `A-Z a-z 0-9 . _ -`, not starting with '.', so never `..`, a
+/// path separator or a hidden file.
+pub fn is_store_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A TCP/UDP port: 1-65535. Takes i64 so that negative and oversized input is
 /// rejected here rather than wrapped by a cast.
 pub fn port(field: &str, value: i64) -> FieldResult<u16> {

@@ -16,6 +16,9 @@ use crate::secrets::Secret;
 /// file is fine; a missing explicit one is an error.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/cubeos/cubeos.toml";
 
+/// An app's icon file, in its store dir and in an installed app's `appconfig/`.
+pub const ICON_FILE: &str = "icon.png";
+
 /// Prefix of the environment overrides: `CUBEOS__BROKER__TCP_LISTEN=127.0.0.1:1884`.
 pub const ENV_PREFIX: &str = "CUBEOS";
 
@@ -43,6 +46,24 @@ pub struct Config {
     pub gate: GateConfig,
     pub auth: AuthConfig,
     pub proxy: ProxyConfig,
+    pub dashboard: DashboardConfig,
+}
+
+/// The web dashboard `cubeos up` serves, with the gate's MQTT-over-WebSocket at
+/// `/mqtt` on the same origin (so it works through the reverse proxy too).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// HTTP; the seed's `PortDashboard` is 6011.
+    pub listen: SocketAddr,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 6011)),
+        }
+    }
 }
 
 /// The dns/npm-proxy service: which backends keep a name for every app.
@@ -452,6 +473,7 @@ impl Default for Config {
             gate: GateConfig::default(),
             auth: AuthConfig::default(),
             proxy: ProxyConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -615,6 +637,32 @@ impl Config {
     }
 
     /// The broker's generated service credentials (mode 0600).
+    /// The box's copy of app stores (`store.add`): one dir per app, holding its
+    /// `docker-compose.yml` and, when the store had one, `icon.png`.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+
+    /// `<data>/store/apps`: one dir per store app.
+    pub fn store_apps_dir(&self) -> PathBuf {
+        self.store_dir().join("apps")
+    }
+
+    /// The store dir of one app, by its store id (already validated).
+    pub fn store_app_dir(&self, id: &str) -> PathBuf {
+        self.store_apps_dir().join(id)
+    }
+
+    /// A store app's icon (the file exists when the store had one).
+    pub fn store_icon(&self, id: &str) -> PathBuf {
+        self.store_app_dir(id).join(ICON_FILE)
+    }
+
+    /// An installed app's icon, beside its compose file (copied from the store).
+    pub fn app_icon(&self, name: &str) -> PathBuf {
+        self.app_dir(name).join("appconfig").join(ICON_FILE)
+    }
+
     pub fn credentials_path(&self) -> PathBuf {
         self.data_dir.join("broker-credentials.json")
     }

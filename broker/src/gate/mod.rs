@@ -48,6 +48,7 @@ use cubeos_kit::secrets::SecretBox;
 use cubeos_kit::{Bus, BusError, BusOptions, Config};
 use rumqttc::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Login};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
@@ -67,11 +68,37 @@ pub enum GateError {
     Bus(#[from] BusError),
 }
 
-/// Where a running gate listens.
-#[derive(Debug, Clone, Copy)]
+/// Where a running gate listens, and its door for WebSocket connections accepted
+/// elsewhere.
+#[derive(Clone)]
 pub struct RunningGate {
     pub tcp: SocketAddr,
     pub ws: SocketAddr,
+    pub door: WebSocketDoor,
+}
+
+/// Hands WebSocket upgrades that another server accepted (the dashboard's `/mqtt`)
+/// to the gate, to be served exactly as if they had reached its own listener: the
+/// same connection limit, handshake timeout and sessions.
+#[derive(Clone)]
+pub struct WebSocketDoor {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+}
+
+impl WebSocketDoor {
+    /// Serves one connection whose HTTP upgrade request has not been answered yet
+    /// (`stream` replays it). It returns at once; the session runs on its own task.
+    pub fn enter<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            warn!(%peer, "gate connection refused: too many connections");
+            return;
+        };
+        tokio::spawn(serve_websocket(Arc::clone(&self.shared), stream, peer, slot));
+    }
 }
 
 /// What every session needs.
@@ -135,10 +162,10 @@ pub async fn start(config: &Config, credentials: &Credentials, secrets: SecretBo
     };
     let tcp = bind(config.gate.tcp_listen, "mqtt").await?;
     let ws = bind(config.gate.ws_listen, "websocket").await?;
-    let running = RunningGate {
-        tcp: tcp.local_addr().unwrap_or(config.gate.tcp_listen),
-        ws: ws.local_addr().unwrap_or(config.gate.ws_listen),
-    };
+    let (tcp_addr, ws_addr) = (
+        tcp.local_addr().unwrap_or(config.gate.tcp_listen),
+        ws.local_addr().unwrap_or(config.gate.ws_listen),
+    );
     let options = BusOptions::new(config, "cubeos-gate", &credentials.username, &credentials.password);
     let bus = Bus::connect(options).await?;
     let revocations = bus.subscribe(&topics::auth_revoked(), QoS::AtMostOnce).await?;
@@ -159,10 +186,14 @@ pub async fn start(config: &Config, credentials: &Credentials, secrets: SecretBo
     });
     let slots = Arc::new(Semaphore::new(config.broker.max_connections));
     tokio::spawn(accept(tcp, Arc::clone(&shared), Arc::clone(&slots), false));
-    tokio::spawn(accept(ws, Arc::clone(&shared), slots, true));
+    tokio::spawn(accept(ws, Arc::clone(&shared), Arc::clone(&slots), true));
     tokio::spawn(watch_revocations(Arc::downgrade(&shared), revocations));
-    info!(tcp = %running.tcp, ws = %running.ws, "gate listening");
-    Ok(running)
+    info!(tcp = %tcp_addr, ws = %ws_addr, "gate listening");
+    Ok(RunningGate {
+        tcp: tcp_addr,
+        ws: ws_addr,
+        door: WebSocketDoor { shared, slots },
+    })
 }
 
 async fn accept(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore>, websocket: bool) {
@@ -181,24 +212,30 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore
             continue;
         };
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let io = if websocket {
-                match tokio::time::timeout(shared.connect_timeout, transport::websocket(stream, shared.max_packet))
-                    .await
-                {
-                    Ok(Some(io)) => io,
-                    _ => {
-                        debug!(%peer, "WebSocket handshake failed");
-                        return;
-                    }
-                }
-            } else {
-                transport::tcp(stream)
-            };
-            session::serve(shared, io, peer.ip()).await;
-            drop(slot);
-        });
+        if websocket {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(serve_websocket(shared, stream, peer, slot));
+        } else {
+            tokio::spawn(async move {
+                session::serve(shared, transport::tcp(stream), peer.ip()).await;
+                drop(slot);
+            });
+        }
     }
+}
+
+/// Completes a WebSocket upgrade within the connect timeout, then serves the session.
+async fn serve_websocket<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, slot: tokio::sync::OwnedSemaphorePermit)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake = transport::websocket(stream, shared.max_packet);
+    let Ok(Some(io)) = tokio::time::timeout(shared.connect_timeout, handshake).await else {
+        debug!(%peer, "WebSocket handshake failed");
+        return;
+    };
+    session::serve(shared, io, peer.ip()).await;
+    drop(slot);
 }
 
 async fn watch_revocations(

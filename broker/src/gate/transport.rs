@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -56,9 +56,12 @@ pub fn tcp(stream: TcpStream) -> ClientIo {
 /// WebSocket: completes the HTTP upgrade (the client must offer the `mqtt`
 /// subprotocol) and carries MQTT bytes in binary frames, none larger than
 /// `max_packet` (tungstenite's own defaults allow 64 MiB messages, and frames
-/// queue before the MQTT codec ever sees them).
-pub async fn websocket(stream: TcpStream, max_packet: usize) -> Option<ClientIo> {
-    let _ = stream.set_nodelay(true);
+/// queue before the MQTT codec ever sees them). The stream is the gate's own TCP
+/// connection, or one the dashboard's server accepted and hands over.
+pub async fn websocket<S>(stream: S, max_packet: usize) -> Option<ClientIo>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let limits = WebSocketConfig::default()
         .max_message_size(Some(max_packet))
         .max_frame_size(Some(max_packet));

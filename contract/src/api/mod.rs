@@ -22,6 +22,7 @@ pub mod orchestrator;
 pub mod port_allocator;
 pub mod proxy;
 pub mod registry;
+pub mod store;
 
 /// A command: its arguments are the type's fields.
 pub trait Command: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static {
@@ -82,6 +83,7 @@ pub fn all() -> impl Iterator<Item = &'static Spec> {
     [
         registry::COMMANDS,
         orchestrator::COMMANDS,
+        store::COMMANDS,
         port_allocator::COMMANDS,
         proxy::COMMANDS,
     ]

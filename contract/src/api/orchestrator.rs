@@ -32,8 +32,10 @@ commands! { ORCHESTRATOR;
 pub struct Install {
     /// The compose file's text, or
     pub compose: Option<String>,
-    /// an absolute path to it on the box.
+    /// an absolute path to it on the box, or
     pub path: Option<String>,
+    /// the id of an app in the box's store (`store.list`), whose icon it keeps.
+    pub store: Option<String>,
     pub name: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,

@@ -134,6 +134,7 @@ async fn main() {
         .env("CUBEOS__GATE__TCP_LISTEN", format!("127.0.0.1:{gate}"))
         .env("CUBEOS__GATE__ADDRESS", format!("127.0.0.1:{gate}"))
         .env("CUBEOS__GATE__WS_LISTEN", "127.0.0.1:0")
+        .env("CUBEOS__DASHBOARD__LISTEN", "127.0.0.1:0")
         .env("CUBEOS__ORCHESTRATOR__DEPLOY_CORE_APPS", "false")
         .env("CUBEOS__LOG__LEVEL", "warn")
         .stderr(Stdio::null())

@@ -70,6 +70,9 @@ enum Command {
     /// Images: which the apps use and whether the box has them; load one from a file.
     #[command(subcommand)]
     Image(cli::image::ImageCommand),
+    /// The offline app store: import a CasaOS store copy, list and search it.
+    #[command(subcommand)]
+    Store(cli::store::StoreCommand),
     /// DNS records: desired against what the DNS backend has.
     #[command(subcommand)]
     Dns(NamesCommand),
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
             Command::User(cmd) => cli::user::run(&cli, cmd).await,
             Command::Token(cmd) => cli::token::run(&cli, cmd).await,
             Command::Image(cmd) => cli::image::run(&cli, cmd).await,
+            Command::Store(cmd) => cli::store::run(&cli, cmd).await,
             Command::Dns(NamesCommand::Ls { json }) => cli::names::list(&cli, true, json).await,
             Command::Proxy(NamesCommand::Ls { json }) => cli::names::list(&cli, false, json).await,
         }

@@ -36,7 +36,8 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         .context("cannot reach the broker")?;
     // Outside clients are let in from the start; until the registry is online their
     // sign-ins are answered "server unavailable" (CONNACK 3).
-    cubeos_broker::gate::start(&config, &credentials, secrets).await?;
+    let gate = cubeos_broker::gate::start(&config, &credentials, secrets).await?;
+    cubeos_dashboard::start(Arc::new(config.clone()), gate.door).await?;
     run_services(config, &credentials, &services::names()).await
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{Guard, bin, cubeos, run, sigterm, wait_exit, wait_for_lines};
+use support::{Guard, bin, cubeos, own_range, run, sigterm, wait_exit, wait_for_lines};
 
 #[test]
 fn up_serves_client_commands_and_stops_cleanly_on_sigterm() {
@@ -533,16 +533,6 @@ fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<St
         }
     });
     rx
-}
-
-/// A user port range of this test's own, as `CUBEOS__PORTS__USER`: below the
-/// ephemeral ports [`free_port`] hands out (and the orchestrator tests' ranges),
-/// so an app's published port is never a port another test picked for a listener.
-fn own_range() -> String {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let slot = (std::process::id() % 40) as u16 * 4 + NEXT.fetch_add(1, Ordering::Relaxed) % 4;
-    let base = 12000 + slot * 40;
-    format!("{base}-{}", base + 30)
 }
 
 /// Issue 11, part 5: `cubeos up` dies in the middle of an install. The CLI does

@@ -35,6 +35,7 @@ impl Machine {
             .env("CUBEOS__GATE__TCP_LISTEN", format!("127.0.0.1:{}", self.gate))
             .env("CUBEOS__GATE__ADDRESS", format!("127.0.0.1:{}", self.gate))
             .env("CUBEOS__GATE__WS_LISTEN", "127.0.0.1:0")
+            .env("CUBEOS__DASHBOARD__LISTEN", "127.0.0.1:0")
             .env("CUBEOS__ORCHESTRATOR__DEPLOY_CORE_APPS", "false");
         cmd
     }

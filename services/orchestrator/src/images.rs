@@ -78,6 +78,74 @@ pub async fn check(docker: &Docker, local_registry: &str, images: &[String]) -> 
     states
 }
 
+/// An image reference in Docker's full form (`nginx` ->
+/// `docker.io/library/nginx:latest`; with a digest, `<repository>@<digest>`), so
+/// that what a compose file names and what Docker lists compare equal.
+pub fn normalize(image: &str) -> String {
+    let (host, path) = match registry_of(image) {
+        Some("index.docker.io") => ("docker.io", &image["index.docker.io/".len()..]),
+        Some(host) => (host, &image[host.len() + 1..]),
+        None => ("docker.io", image),
+    };
+    let library = if host == "docker.io" && !path.contains('/') {
+        "library/"
+    } else {
+        ""
+    };
+    if let Some((repository, digest)) = path.split_once('@') {
+        // A digest names the image whatever the tag says.
+        let repository = repository.rsplit_once(':').map_or(repository, |(r, _)| r);
+        return format!("{host}/{library}{repository}@{digest}");
+    }
+    let tagged = path.rsplit('/').next().is_some_and(|last| last.contains(':'));
+    let tag = if tagged { "" } else { ":latest" };
+    format!("{host}/{library}{path}{tag}")
+}
+
+/// Checks many images with one listing of this node's images, where [`check`]
+/// asks Docker once per image: for the store's hundreds. Images named after the
+/// local registry that the node lacks are asked of the registry, as in [`check`].
+pub async fn check_listed(
+    docker: &Docker,
+    local_registry: &str,
+    images: &[String],
+) -> Result<Vec<ImageState>, bollard::errors::Error> {
+    let listed = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await?;
+    let mut sizes = std::collections::HashMap::new();
+    for summary in &listed {
+        for reference in summary.repo_tags.iter().chain(&summary.repo_digests) {
+            sizes.insert(normalize(reference), summary.size);
+        }
+        sizes.insert(summary.id.clone(), summary.size);
+    }
+    let mut states = Vec::with_capacity(images.len());
+    for image in images {
+        let state = match sizes.get(&normalize(image)).or_else(|| sizes.get(image)) {
+            Some(size) => ImageState {
+                image: image.clone(),
+                present: true,
+                location: Some(Location::Node),
+                size: Some(*size),
+            },
+            None => {
+                let there = !local_registry.is_empty()
+                    && registry_of(image) == Some(local_registry)
+                    && in_registry(local_registry, image).await;
+                ImageState {
+                    image: image.clone(),
+                    present: there,
+                    location: there.then_some(Location::Registry),
+                    size: None,
+                }
+            }
+        };
+        states.push(state);
+    }
+    Ok(states)
+}
+
 /// Whether the registry at `host` has a manifest for `image`.
 async fn in_registry(host: &str, image: &str) -> bool {
     let (repo, reference) = repository_and_reference(image);
@@ -214,6 +282,30 @@ mod tests {
         assert_eq!(repository_and_reference("127.0.0.1:5000/app"), ("app", "latest"));
         assert_eq!(repository_and_reference("h.io/app@sha256:abc"), ("app", "sha256:abc"));
         assert_eq!(repository_and_reference("busybox:1"), ("busybox", "1"));
+    }
+
+    #[test]
+    fn references_normalize_to_what_docker_lists() {
+        assert_eq!(normalize("nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(normalize("nginx:1.27"), "docker.io/library/nginx:1.27");
+        assert_eq!(
+            normalize("docker.io/library/nginx:1.27"),
+            "docker.io/library/nginx:1.27"
+        );
+        assert_eq!(
+            normalize("index.docker.io/deluan/navidrome"),
+            "docker.io/deluan/navidrome:latest"
+        );
+        assert_eq!(
+            normalize("lscr.io/linuxserver/sonarr:4"),
+            "lscr.io/linuxserver/sonarr:4"
+        );
+        assert_eq!(normalize("127.0.0.1:5000/app"), "127.0.0.1:5000/app:latest");
+        assert_eq!(normalize("redis:7@sha256:abc"), "docker.io/library/redis@sha256:abc");
+        assert_eq!(
+            normalize("redis@sha256:abc"),
+            normalize("docker.io/library/redis@sha256:abc")
+        );
     }
 
     #[test]

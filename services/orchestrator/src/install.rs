@@ -21,6 +21,7 @@ use tracing::warn;
 use crate::images;
 use crate::service::{Orchestrator, docker_error, images_of, io_error};
 use crate::stack::{self, StackSpec};
+use crate::store;
 use cubeos_compose::{self as compose, Context, PortKey, Translation};
 
 /// The steps of an install, in order (DESIGN: each is undone on failure).
@@ -60,6 +61,13 @@ impl Step for InstallStep {
             InstallStep::Converge => "converge",
         }
     }
+}
+
+/// What an install writes to the app's `appconfig/`.
+struct AppFiles {
+    compose: String,
+    /// The store's icon, for an install from the store that has one.
+    icon: Option<Vec<u8>>,
 }
 
 /// Marks an install in progress: a restart finding it rolls the install back.
@@ -115,7 +123,7 @@ fn create_recorded(dir: &Path, roots: &[PathBuf], created: &mut Vec<PathBuf>) ->
 
 /// A compose file on this box: a regular file, read no further than one byte past
 /// the translator's limit (so `/dev/zero` or a huge file cannot exhaust memory).
-fn read_compose_file(path: &Path) -> Result<String, BusError> {
+pub(crate) fn read_compose_file(path: &Path) -> Result<String, BusError> {
     use std::io::Read;
     let bad = |e: std::io::Error| BusError::bad_request(format!("path: {e}"));
     let file = std::fs::File::open(path).map_err(bad)?;
@@ -135,22 +143,35 @@ fn read_compose_file(path: &Path) -> Result<String, BusError> {
 impl Orchestrator {
     /// Validates an install and starts it; replies at once with the job id.
     pub async fn install(self: &Arc<Self>, args: Install) -> Result<JobStarted, BusError> {
-        let text = match (&args.compose, &args.path) {
-            (Some(text), None) => text.clone(),
-            (None, Some(path)) => {
+        let (text, stored) = match (&args.compose, &args.path, &args.store) {
+            (Some(text), None, None) => (text.clone(), None),
+            (None, Some(path), None) => {
                 let p = Path::new(path);
                 if !p.is_absolute() {
                     return Err(BusError::bad_request("path: must be absolute"));
                 }
-                read_compose_file(p)?
+                (read_compose_file(p)?, None)
             }
-            _ => return Err(BusError::bad_request("give exactly one of 'compose' and 'path'")),
+            (None, None, Some(id)) => {
+                let stored = store::read_app(&self.config, id)?;
+                (stored.compose.clone(), Some(stored))
+            }
+            _ => {
+                return Err(BusError::bad_request(
+                    "give exactly one of 'compose', 'path' and 'store'",
+                ));
+            }
         };
-        let name = match (args.name.clone(), &args.path) {
-            (Some(name), _) => name,
-            (None, Some(path)) => compose::default_name(&text, Path::new(path)),
-            (None, None) => compose::declared_name(&text)
+        let name = match (args.name.clone(), &args.path, &stored) {
+            (Some(name), _, _) => name,
+            (None, Some(path), _) => compose::default_name(&text, Path::new(path)),
+            (None, None, Some(stored)) => stored.name.clone(),
+            (None, None, None) => compose::declared_name(&text)
                 .ok_or_else(|| BusError::bad_request("name: the file has no 'name:', give one"))?,
+        };
+        let files = AppFiles {
+            compose: text,
+            icon: stored.and_then(|s| s.icon),
         };
         validate::name("name", &name)?;
         for key in args.env.keys() {
@@ -158,7 +179,7 @@ impl Orchestrator {
         }
         let mut ctx = Context::for_app(&self.config, &self.instance, &name, &args.env);
         ctx.force = args.force;
-        let translation = compose::translate(&text, &ctx).map_err(|e| BusError::bad_request(e.to_string()))?;
+        let translation = compose::translate(&files.compose, &ctx).map_err(|e| BusError::bad_request(e.to_string()))?;
         translation
             .check(args.force)
             .map_err(|e| BusError::bad_request(e.to_string()))?;
@@ -188,7 +209,7 @@ impl Orchestrator {
         tokio::spawn(async move {
             job.running(InstallStep::Validate, "compose file validated").await;
             let result = this
-                .run_install(&job, &app, &text, ctx, translation, args.keep_data)
+                .run_install(&job, &app, &files, ctx, translation, args.keep_data)
                 .await;
             this.installing.lock().unwrap_or_else(|p| p.into_inner()).remove(&app);
             match result {
@@ -213,7 +234,7 @@ impl Orchestrator {
         &self,
         job: &Job<InstallStep>,
         name: &str,
-        text: &str,
+        files: &AppFiles,
         mut ctx: Context,
         first: Translation,
         keep_data: bool,
@@ -291,7 +312,7 @@ impl Orchestrator {
 
             // 4. directories, every bind-mount source included: each one new is
             // recorded, so a rollback removes it and nothing that was there before
-            let t = compose::translate(text, &ctx)
+            let t = compose::translate(&files.compose, &ctx)
                 .map_err(|e| (InstallStep::CreateDirectories, BusError::bad_request(e.to_string())))?;
             for dir in [app_dir.join("appconfig"), ctx.app_data.clone()]
                 .iter()
@@ -309,9 +330,12 @@ impl Orchestrator {
             )
             .await;
 
-            // 5. the compose file and the deployed specs
-            std::fs::write(&compose_path, text)
+            // 5. the compose file, the store's icon and the deployed specs
+            std::fs::write(&compose_path, &files.compose)
                 .map_err(|e| (InstallStep::WriteCompose, io_error("compose file", e)))?;
+            if let (Some(icon), Some(path)) = (&files.icon, store::app_icon_path(&self.config, name)) {
+                std::fs::write(path, icon).map_err(|e| (InstallStep::WriteCompose, io_error("icon", e)))?;
+            }
             let spec = StackSpec::from_translation(name, &self.instance, &t);
             let json = serde_json::to_vec_pretty(&spec)
                 .map_err(|e| (InstallStep::WriteCompose, BusError::internal(e.to_string())))?;

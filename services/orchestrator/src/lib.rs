@@ -9,6 +9,8 @@
 //! - [`reconcile`] decides, as a plain function, what to create, scale and remove.
 //! - [`images`] checks that an app's images are on the box (or in the local
 //!   registry) before anything is deployed, and loads image archives.
+//! - [`store`] keeps the offline app store (a CasaOS store copy in the data dir)
+//!   and [`preview`] says what installing a file would do.
 //! - [`service`] is the bus service: install jobs with progress events and full
 //!   rollback, lifecycle commands, the reconciler loop and runtime status.
 //!
@@ -16,7 +18,7 @@
 //!
 //! | action | args | reply |
 //! |---|---|---|
-//! | `install` | `compose` or `path`, `name?`, `env?`, `force?`, `keep_data?` | `{job, app, steps}` at once; progress on `cubeos/events/apps/<name>/progress` |
+//! | `install` | `compose`, `path` or `store`, `name?`, `env?`, `force?`, `keep_data?` | `{job, app, steps}` at once; progress on `cubeos/events/apps/<name>/progress` |
 //! | `start` / `stop` / `restart` | `name` | `{app, ...}` |
 //! | `enable` / `disable` | `name` | registry `enabled` plus start / stop |
 //! | `remove` | `name`, `keep_data?` | `{app, removed, data_kept}` |
@@ -25,6 +27,10 @@
 //! | `job.get` | `job` | a recent job's last progress event; `not_found` after a restart |
 //! | `image.list` | `images?` | `{images: [{image, present, location, size, apps}], other_nodes_unchecked}` |
 //! | `image.load` | `path` (absolute, on the box) | `{job, path, bytes}` at once; progress on `cubeos/events/images/progress` |
+//! | `store.add` | `path` (absolute: a folder or `.tar`/`.tar.gz`) | `{added, skipped, total}` |
+//! | `store.list` | `query?`, `category?` | `{apps: [{id, name, title, ..., missing_images, refusals}], categories, total}` |
+//! | `store.get` | `id` | one store app with `description` and `compose` |
+//! | `preview` | `compose`, `store` or `app`, `name?` | `{services, ports, env, report, refusals, images, image_hint}` |
 //!
 //! Publishes retained `cubeos/state/apps/<name>/status`
 //! `{running, health, replicas, last_started, error}`; `health` is `running`,
@@ -35,17 +41,20 @@ pub mod core;
 pub mod images;
 pub mod install;
 pub mod lifecycle;
+pub mod preview;
 pub mod reconcile;
 pub mod reconciler;
 pub mod service;
 pub mod stack;
 pub mod status;
+pub mod store;
 
 use std::sync::Arc;
 
 use cubeos_contract::api::orchestrator::{
     Disable, Enable, ImageList, ImageLoad, Install, JobGet, Logs, Remove, Restart, Start, Status, Stop,
 };
+use cubeos_contract::api::store::{Preview, StoreAdd, StoreGet, StoreList};
 use cubeos_contract::topics::service::ORCHESTRATOR;
 use cubeos_kit::ServiceContext;
 use tracing::{info, warn};
@@ -77,6 +86,10 @@ pub async fn run(ctx: ServiceContext) -> anyhow::Result<()> {
     bus.bind(&orch, |o, _, a: JobGet| async move { o.jobs.get(&a.job) });
     bus.bind(&orch, |o, _, a: ImageList| async move { o.image_list(a).await });
     bus.bind(&orch, |o, _, a: ImageLoad| async move { o.image_load(a).await });
+    bus.bind(&orch, |o, _, a: StoreAdd| async move { o.store_add(a).await });
+    bus.bind(&orch, |o, _, a: StoreList| async move { o.store_list(a).await });
+    bus.bind(&orch, |o, _, a: StoreGet| async move { o.store_get(a).await });
+    bus.bind(&orch, |o, _, a: Preview| async move { o.preview(a).await });
     // Before taking commands: a marker found now belongs to a crashed run.
     orch.recover_interrupted_installs().await;
     match core::seed(&bus, &orch.config, orch.instance()).await {

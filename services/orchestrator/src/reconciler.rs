@@ -62,10 +62,7 @@ impl Orchestrator {
                 Some(Actual {
                     service: stack::service_name(s).to_owned(),
                     stack: stack::stack_of(s)?.to_owned(),
-                    replicas: match &mode.replicated {
-                        Some(r) => Some(r.replicas.unwrap_or(0)),
-                        None => None,
-                    },
+                    replicas: mode.replicated.as_ref().map(|r| r.replicas.unwrap_or(0)),
                 })
             })
             .collect();

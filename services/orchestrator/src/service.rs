@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::images;
 use crate::stack::{self, StackSpec};
+use crate::store::Store;
 
 /// How long an unreachable Docker is believed down before commands try again.
 const DOCKER_RETRY: Duration = Duration::from_secs(1);
@@ -45,6 +46,8 @@ pub struct Orchestrator {
     pub(crate) statuses: std::sync::Mutex<BTreeMap<String, AppStatus>>,
     /// Install, lifecycle and image jobs, and their last progress for `job.get`.
     pub jobs: Arc<Jobs>,
+    /// The offline app store in the data dir.
+    pub(crate) store: Store,
 }
 
 pub(crate) fn docker_error(e: bollard::errors::Error) -> BusError {
@@ -57,10 +60,12 @@ pub(crate) fn io_error(what: &str, e: std::io::Error) -> BusError {
 
 impl Orchestrator {
     pub fn new(bus: Bus, config: Arc<Config>) -> std::io::Result<Self> {
+        let instance = config.instance_id()?;
         Ok(Orchestrator {
             jobs: Jobs::new(bus.clone(), JOBS_KEPT),
             bus,
-            instance: config.instance_id()?,
+            store: Store::new(Arc::clone(&config), instance.clone()),
+            instance,
             docker: DockerLink::new(config.docker.clone(), DOCKER_RETRY),
             config,
             stopped: Default::default(),

@@ -21,6 +21,7 @@ pub mod port;
 pub mod preview;
 pub mod progress;
 pub mod state;
+pub mod store;
 pub mod token;
 pub mod user;
 

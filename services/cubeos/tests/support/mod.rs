@@ -29,8 +29,19 @@ pub fn cubeos(data: &Path, mqtt: u16, gate: u16) -> Command {
         .env("CUBEOS__GATE__TCP_LISTEN", format!("127.0.0.1:{gate}"))
         .env("CUBEOS__GATE__ADDRESS", format!("127.0.0.1:{gate}"))
         .env("CUBEOS__GATE__WS_LISTEN", "127.0.0.1:0")
+        .env("CUBEOS__DASHBOARD__LISTEN", "127.0.0.1:0")
         .env("CUBEOS__LOG__LEVEL", "info");
     cmd
+}
+
+/// A user port range of this test's own, as `CUBEOS__PORTS__USER`: below the
+/// ephemeral ports `free_port` hands out (and the orchestrator tests' ranges),
+/// so an app's published port is never a port another test picked for a listener.
+pub fn own_range() -> String {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let slot = (std::process::id() % 40) as u16 * 4 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4;
+    let base = 12000 + slot * 40;
+    format!("{base}-{}", base + 30)
 }
 
 /// A child process that is killed if the test fails before it ends.

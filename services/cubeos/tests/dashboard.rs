@@ -1,0 +1,134 @@
+//! Issue 14: the dashboard, in a real browser (Debian's Chromium driven by
+//! playwright-core, `tests/js/dashboard.mjs`), against a real `cubeos up` on real
+//! Swarm: first-boot setup, installs from a pasted file and from an imported store
+//! folder, an app's page through its link, stop / start / remove, a readonly user,
+//! wrong passwords and lockout, reconnecting across a restart, 200 apps, and an app
+//! whose image is absent. The screenshots' directory is printed.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use support::{Up, own_range, run};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A busybox web server publishing port 80, pasted into the dashboard.
+fn pasted_compose() -> String {
+    format!(
+        "services:\n  web:\n    image: {}\n    command: [\"sh\", \"-c\", \"echo 'hello from pasted' > /www/index.html && exec httpd -f -p 80 -h /www\"]\n    ports: ['80']\n    volumes: ['./www:/www']\n",
+        cubeos_tests::TEST_IMAGE
+    )
+}
+
+fn js_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_in_a_real_browser() {
+    let test = "dashboard";
+    if !cubeos_tests::require(test, "node")
+        || !cubeos_tests::skip_unless(
+            test,
+            js_dir().join("node_modules/playwright-core").is_dir() && js_dir().join("node_modules/axe-core").is_dir(),
+            "playwright-core and axe-core are not installed (npm ci --prefix tests/js)",
+        )
+        || !cubeos_tests::skip_unless(test, Path::new(CHROMIUM).exists(), "chromium is not installed")
+    {
+        return;
+    }
+    let Some(_docker) = cubeos_tests::require_swarm(test).await else {
+        return;
+    };
+    cubeos_tests::ensure_test_image();
+    let max_failures = "3";
+    let range = own_range();
+    let port = cubeos_tests::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut up = Up::start(&[
+        ("CUBEOS__PORTS__USER", range.as_str()),
+        ("CUBEOS__DASHBOARD__LISTEN", listen.as_str()),
+        ("CUBEOS__AUTH__MAX_FAILURES", max_failures),
+        ("CUBEOS__ORCHESTRATOR__DEPLOY_CORE_APPS", "false"),
+    ]);
+
+    // The store: CasaOS's own files, and a store repository's layout of two apps.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/casaos-appstore/apps");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store");
+    for store in [&corpus, &fixtures] {
+        let out = run(up.cli().args(["store", "add"]).arg(store));
+        assert!(
+            out.status.success(),
+            "store add {}: {}",
+            store.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    println!("screenshots: {}", shots.display());
+
+    let mut browser = support::Guard(
+        Command::new("node")
+            .arg(js_dir().join("dashboard.mjs"))
+            .current_dir(js_dir())
+            .env("DASH_URL", format!("http://{listen}"))
+            .env("SHOTS", &shots)
+            .env("PASTE_COMPOSE", pasted_compose())
+            .env("STORE_APP", "Hello")
+            .env("ABSENT_APP", "Absent")
+            .env("MAX_FAILURES", max_failures)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node starts"),
+    );
+    let mut stdin = browser.0.stdin.take().unwrap();
+    let stdout = BufReader::new(browser.0.stdout.take().unwrap());
+    let stderr = browser.0.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let mut passed = false;
+    // The first run's log lines, kept across the restart.
+    let mut before_restart = Vec::new();
+    for line in stdout.lines().map_while(Result::ok) {
+        println!("{line}");
+        match line.as_str() {
+            "RESTART" => {
+                support::sigterm(&up.process.0);
+                support::wait_exit(&mut up.process.0, std::time::Duration::from_secs(30));
+                before_restart = up.logs.lines();
+                up.restart();
+                writeln!(stdin, "restarted").unwrap();
+            }
+            "PASS" => passed = true,
+            _ => {}
+        }
+    }
+    let status = browser.0.wait().unwrap();
+    let errors = errors.join().unwrap();
+    assert!(
+        passed && status.success(),
+        "the browser test failed ({status}):\n{errors}\nscreenshots so far: {}",
+        shots.display()
+    );
+    let removed = run(up.cli().args(["app", "rm", "hello"]));
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let shots_taken = std::fs::read_dir(&shots).unwrap().count();
+    assert!(shots_taken >= 16, "{shots_taken} screenshots in {}", shots.display());
+    // Ordinary use writes no ERROR or WARN line; the reader's two forged commands
+    // are not ordinary, and each is logged.
+    let lines = [before_restart, up.logs.lines()].concat();
+    let refused = |l: &&String| l.contains("command refused at the gate") && l.contains("user=reader");
+    assert_eq!(lines.iter().filter(refused).count(), 2, "the forged commands are logged");
+    let bad: Vec<&String> = lines
+        .iter()
+        .filter(|l| (l.contains("ERROR") || l.contains("WARN")) && !refused(l))
+        .collect();
+    assert!(bad.is_empty(), "error or warning lines:\n{bad:#?}");
+}

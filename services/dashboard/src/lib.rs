@@ -1,0 +1,187 @@
+//! The web dashboard: the box's face for a phone or a laptop on its network.
+//!
+//! # Background
+//! The dashboard is one of the three kinds of users the bus is built for. It is a
+//! browser page that talks to the box only as a third-party MQTT client would:
+//! MQTT 3.1.1 over WebSocket through the gate, signing in with a password or a
+//! session token, rendering the retained state topics and calling commands.
+//!
+//! # Design
+//! - `cubeos up` serves it on `dashboard.listen` (the seed's port 6011). A request
+//!   for `/mqtt` asking to upgrade to WebSocket is handed, unanswered, to the gate
+//!   ([`cubeos_broker::gate::WebSocketDoor`]), which serves it exactly as one
+//!   reaching its own WebSocket listener. Page and bus share one origin, so the
+//!   reverse proxy's `cubeos.cube` host reaches both.
+//! - The page's files are embedded in the binary ([`assets`]) and served
+//!   gzip-compressed when the browser accepts it; nothing is fetched at run time.
+//!   They are plain ES modules written to run as they are: building the binary
+//!   needs no Node and there is no bundler output to go stale. The one file from
+//!   elsewhere, MQTT.js's browser build, is vendored and checked against the
+//!   version the tests lock (`tests/js`).
+//! - App icons come from the box's store copy and from installed apps' own
+//!   config dirs ([`icons`]); a missing one is a 404 the page answers with a
+//!   generated placeholder.
+//! - The HTTP side is the least a browser needs: `GET` and `HEAD`, one request per
+//!   connection, a bounded head read within a timeout, and a cap on connections at
+//!   once, so strangers on the hotspot cannot hold the box's memory before signing in.
+//!
+//! # Limitations
+//! - No TLS: on the hotspot the box is reached over plain HTTP, as its proxy is.
+//! - Behind the reverse proxy every client's address is the proxy's, so the
+//!   registry's sign-in throttle sees one address for all of them.
+
+pub mod assets;
+mod http;
+pub mod icons;
+mod rewind;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cubeos_broker::gate::WebSocketDoor;
+use cubeos_kit::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use http::{Head, Response};
+
+/// How long a client has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request head read: a browser's is well under 4 KiB.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// HTTP connections served at once (WebSocket sessions, once handed over, count
+/// against the gate's own limit instead).
+const MAX_CONNECTIONS: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error("cannot listen on {addr} (dashboard): {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// What every connection needs.
+struct Server {
+    config: Arc<Config>,
+    door: WebSocketDoor,
+    slots: Arc<Semaphore>,
+}
+
+/// Starts serving the dashboard; returns the address it listens on. It runs until
+/// the process ends.
+pub async fn start(config: Arc<Config>, door: WebSocketDoor) -> Result<SocketAddr, DashboardError> {
+    let addr = config.dashboard.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| DashboardError::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    let server = Arc::new(Server {
+        config,
+        door,
+        slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+    });
+    tokio::spawn(accept(listener, server));
+    info!(listen = %local, "dashboard listening");
+    Ok(local)
+}
+
+async fn accept(listener: TcpListener, server: Arc<Server>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors, usually: wait rather than spin.
+                warn!(error = %e, "dashboard accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&server.slots).try_acquire_owned() else {
+            debug!(%peer, "dashboard connection refused: too many at once");
+            continue;
+        };
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            server.serve(stream, peer).await;
+            drop(slot);
+        });
+    }
+}
+
+impl Server {
+    /// Reads one request and answers it, or hands a WebSocket upgrade to the gate.
+    async fn serve(&self, mut stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let read = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(response)) => return respond(stream, response).await,
+            Err(_) => return,
+        };
+        let Some(head) = Head::parse(&read) else {
+            return respond(stream, Response::status(400, "bad request")).await;
+        };
+        if head.path() == "/mqtt" && head.is_websocket_upgrade() {
+            // The gate answers the upgrade itself, from the bytes already read.
+            self.door.enter(rewind::Rewind::new(read, stream), peer);
+            return;
+        }
+        let response = self.answer(&head);
+        respond(stream, response).await;
+    }
+
+    /// The response to a request that is not a WebSocket upgrade.
+    fn answer(&self, head: &Head) -> Response {
+        if head.method != "GET" && head.method != "HEAD" {
+            return Response::status(405, "only GET and HEAD").header("Allow", "GET, HEAD");
+        }
+        let path = head.path();
+        let response = if path == "/mqtt" {
+            Response::status(426, "MQTT over WebSocket only").header("Upgrade", "websocket")
+        } else if let Some(rest) = path.strip_prefix("/icons/") {
+            icons::response(&self.config, rest)
+        } else {
+            match assets::find(path) {
+                Some(asset) if head.header("if-none-match") == Some(asset.etag().as_str()) => Response::not_modified(),
+                Some(asset) => assets::response(asset, head.accepts_gzip()),
+                None => Response::status(404, "not found"),
+            }
+        };
+        if head.method == "HEAD" {
+            response.without_body()
+        } else {
+            response
+        }
+    }
+}
+
+/// Reads until the end of the request head, at most [`MAX_HEAD`] bytes. Returns
+/// everything read (a WebSocket client may already have sent more).
+async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Response> {
+    let mut read = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| Response::status(400, "bad request"))?;
+        if n == 0 {
+            return Err(Response::status(400, "incomplete request"));
+        }
+        read.extend_from_slice(&chunk[..n]);
+        if http::head_complete(&read) {
+            return Ok(read);
+        }
+        if read.len() >= MAX_HEAD {
+            return Err(Response::status(431, "request head too large"));
+        }
+    }
+}
+
+async fn respond(mut stream: TcpStream, response: Response) {
+    let _ = stream.write_all(&response.into_bytes()).await;
+    let _ = stream.shutdown().await;
+}
