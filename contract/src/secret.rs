@@ -24,14 +24,17 @@ pub fn is_sealed(s: &str) -> bool {
 /// rather than send the value in clear).
 pub type Sealer<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// The sealer installed for this thread, owned.
+type OwnedSealer = Box<dyn Fn(&str) -> Option<String>>;
+
 thread_local! {
-    static SEALER: RefCell<Option<Box<dyn Fn(&str) -> Option<String>>>> = const { RefCell::new(None) };
+    static SEALER: RefCell<Option<OwnedSealer>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` (a serialisation) with `seal` installed: every plain [`Secret`] it
 /// writes comes out sealed.
 pub fn sealing<R>(seal: impl Fn(&str) -> Option<String> + 'static, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Box<dyn Fn(&str) -> Option<String>>>);
+    struct Restore(Option<OwnedSealer>);
     impl Drop for Restore {
         fn drop(&mut self) {
             let previous = self.0.take();

@@ -16,9 +16,6 @@ use crate::secrets::Secret;
 /// file is fine; a missing explicit one is an error.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/cubeos/cubeos.toml";
 
-/// An app's icon file, in its store dir and in an installed app's `appconfig/`.
-pub const ICON_FILE: &str = "icon.png";
-
 /// Prefix of the environment overrides: `CUBEOS__BROKER__TCP_LISTEN=127.0.0.1:1884`.
 pub const ENV_PREFIX: &str = "CUBEOS";
 
@@ -636,7 +633,6 @@ impl Config {
         Ok(id)
     }
 
-    /// The broker's generated service credentials (mode 0600).
     /// The box's copy of app stores (`store.add`): one dir per app, holding its
     /// `docker-compose.yml` and, when the store had one, `icon.png`.
     pub fn store_dir(&self) -> PathBuf {
@@ -655,14 +651,15 @@ impl Config {
 
     /// A store app's icon (the file exists when the store had one).
     pub fn store_icon(&self, id: &str) -> PathBuf {
-        self.store_app_dir(id).join(ICON_FILE)
+        self.store_app_dir(id).join(crate::files::ICON_FILE)
     }
 
     /// An installed app's icon, beside its compose file (copied from the store).
     pub fn app_icon(&self, name: &str) -> PathBuf {
-        self.app_dir(name).join("appconfig").join(ICON_FILE)
+        self.app_dir(name).join("appconfig").join(crate::files::ICON_FILE)
     }
 
+    /// The broker's generated service credentials (mode 0600).
     pub fn credentials_path(&self) -> PathBuf {
         self.data_dir.join("broker-credentials.json")
     }

@@ -45,8 +45,10 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "docker")]
 pub mod docker;
+pub mod files;
 pub mod host;
 pub mod job;
+pub mod listen;
 pub mod mirror;
 pub mod private_file;
 pub mod procnet;

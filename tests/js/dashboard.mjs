@@ -2,6 +2,8 @@
 // spawned by services/cubeos/tests/dashboard.rs against a real `cubeos up`.
 //
 // Environment:
+//   MODE           `full` (the default: everything below) or `session` (a session
+//                  token is renewed before it expires; logout ends it)
 //   DASH_URL       the dashboard, e.g. http://127.0.0.1:PORT
 //   SHOTS          where screenshots go (one per page and size)
 //   PASTE_COMPOSE  a compose file to paste (a busybox web server publishing port 80)
@@ -22,12 +24,14 @@ const env = (k) => {
   if (!v) throw new Error(`${k} is not set`);
   return v;
 };
+const MODE = process.env.MODE || 'full';
 const URL = env('DASH_URL');
 const SHOTS = env('SHOTS');
-const PASTE = env('PASTE_COMPOSE');
-const STORE_APP = env('STORE_APP');
-const ABSENT_APP = env('ABSENT_APP');
-const MAX_FAILURES = Number(env('MAX_FAILURES'));
+const full = MODE === 'full';
+const PASTE = full && env('PASTE_COMPOSE');
+const STORE_APP = full && env('STORE_APP');
+const ABSENT_APP = full && env('ABSENT_APP');
+const MAX_FAILURES = full && Number(env('MAX_FAILURES'));
 const ADMIN = { user: 'admin', pass: 'admin-password-1' };
 const READER = { user: 'reader', pass: 'reader-password-1' };
 const LONG = { timeout: 180000 };
@@ -164,8 +168,68 @@ function forge(page, service, action, args) {
   );
 }
 
+/** MODE=session: on a box whose sessions last seconds, the page renews its token. */
+async function session(browser) {
+  const page = await newPage(browser, 'session');
+  step('first-boot setup');
+  await page.goto(URL);
+  await page.waitForSelector('form.signin');
+  await page.fill('input[name=username]', ADMIN.user);
+  await page.fill('input[name=password]', ADMIN.pass);
+  await page.fill('input[name=confirm]', ADMIN.pass);
+  await page.click('form.signin button[type=submit]');
+  await page.waitForSelector('#conn.online', LONG);
+  const first = await page.evaluate(() => JSON.parse(sessionStorage.getItem('cubeos.session')));
+  check(first && first.token && first.expires_at, 'the session is kept for the tab');
+  check(!(await page.evaluate(() => localStorage.length)), 'nothing is kept beyond the tab');
+
+  step('the token is renewed before it expires');
+  await page.waitForFunction(
+    (old) => JSON.parse(sessionStorage.getItem('cubeos.session')).token !== old,
+    first.token,
+    LONG,
+  );
+  const renewed = await page.evaluate(() => JSON.parse(sessionStorage.getItem('cubeos.session')));
+  check(renewed.expires_at > first.expires_at, 'the renewed session lasts longer');
+  // Past the first token's expiry, the page still works and a reload signs in again.
+  await page.waitForTimeout(Math.max(0, first.expires_at * 1000 - Date.now()) + 1000);
+  check(await page.isVisible('#conn.online'), 'still online after the first token expired');
+  await page.reload();
+  await page.waitForSelector('#conn.online', LONG);
+  const call = await forge(page, 'registry', 'setup.status', {});
+  check(call.ok, `a command after the renewal: ${JSON.stringify(call)}`);
+
+  step('logout ends the session');
+  await page.click('button:has-text("Log out")');
+  await page.waitForSelector('form.signin', LONG);
+  await page.reload();
+  await page.waitForSelector('form.signin', LONG);
+  const reuse = await page.evaluate(async (session) => {
+    sessionStorage.setItem('cubeos.session', JSON.stringify(session));
+    const { Box } = await import('/bus.js');
+    const box = new Box(session);
+    return new Promise((resolve) => {
+      box.addEventListener('status', (e) => {
+        if (e.detail === 'online') resolve('online');
+        if (e.detail === 'signed-out') resolve('refused');
+      });
+      box.start();
+      setTimeout(() => resolve('no answer'), 15000);
+    });
+  }, renewed);
+  check(reuse === 'refused', `the logged-out token: ${reuse}`);
+  await shot(page, 'logged-out');
+}
+
 async function main() {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  if (MODE === 'session') {
+    await session(browser);
+    check(!problems.length, `console errors:\n${problems.join('\n')}`);
+    await browser.close();
+    process.stdout.write('PASS\n');
+    return;
+  }
   const page = await newPage(browser, 'admin');
 
   step('first-boot setup');

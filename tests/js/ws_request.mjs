@@ -19,6 +19,8 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
+// The page's own topic matcher: this client filters as the dashboard does.
+import { topicMatches } from '../../services/dashboard/web/bus.js';
 
 let failed = false;
 function fail(msg) {
@@ -48,17 +50,6 @@ try {
   if (opts.expect !== null && !Number.isInteger(opts.expect)) throw new Error('--expect-retained must be an integer');
 } catch (e) {
   fail(`usage error: ${e.message}`);
-}
-
-// Does MQTT topic `topic` match subscription filter `filter` (+ and # wildcards)?
-function topicMatches(filter, topic) {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
-  }
-  return f.length === t.length;
 }
 
 if (!failed) run();

@@ -198,19 +198,7 @@ pub async fn start(config: &Config, credentials: &Credentials, secrets: SecretBo
 
 async fn accept(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore>, websocket: bool) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // Out of file descriptors, usually: wait rather than spin.
-                warn!(error = %e, "gate accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            warn!(%peer, "gate connection refused: too many connections");
-            continue;
-        };
+        let (stream, peer, slot) = cubeos_kit::listen::accept_bounded(&listener, &slots, "gate").await;
         let shared = Arc::clone(&shared);
         if websocket {
             let _ = stream.set_nodelay(true);

@@ -351,6 +351,10 @@ pub struct Session {
     pub session: String,
     pub token: Secret,
     pub expires_at: Option<i64>,
+    /// Seconds it lasts, by the box's clock: a client whose clock is off (a box
+    /// without a real-time clock) schedules its refresh by this.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
 }
 
 /// The reply to `auth.refresh`.
@@ -359,6 +363,9 @@ pub struct Refreshed {
     pub session: String,
     pub token: Secret,
     pub expires_at: Option<i64>,
+    /// Seconds it lasts, by the box's clock (see [`Session::expires_in`]).
+    #[serde(default)]
+    pub expires_in: Option<u64>,
 }
 
 /// `auth.logout`: ends the caller's session, or every session of the user.

@@ -27,17 +27,30 @@ fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_works_in_a_real_browser() {
-    let test = "dashboard";
-    if !cubeos_tests::require(test, "node")
-        || !cubeos_tests::skip_unless(
+/// Node with playwright-core and axe-core, and Chromium (else SKIP, or fail when strict).
+fn browser_available(test: &str) -> bool {
+    cubeos_tests::require(test, "node")
+        && cubeos_tests::skip_unless(
             test,
             js_dir().join("node_modules/playwright-core").is_dir() && js_dir().join("node_modules/axe-core").is_dir(),
             "playwright-core and axe-core are not installed (npm ci --prefix tests/js)",
         )
-        || !cubeos_tests::skip_unless(test, Path::new(CHROMIUM).exists(), "chromium is not installed")
-    {
+        && cubeos_tests::skip_unless(test, Path::new(CHROMIUM).exists(), "chromium is not installed")
+}
+
+/// An empty directory for a test's screenshots, named in its output.
+fn screenshots(name: &str) -> PathBuf {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    println!("screenshots: {}", shots.display());
+    shots
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_in_a_real_browser() {
+    let test = "dashboard";
+    if !browser_available(test) {
         return;
     }
     let Some(_docker) = cubeos_tests::require_swarm(test).await else {
@@ -68,10 +81,7 @@ async fn the_dashboard_works_in_a_real_browser() {
         );
     }
 
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
-    let _ = std::fs::remove_dir_all(&shots);
-    std::fs::create_dir_all(&shots).unwrap();
-    println!("screenshots: {}", shots.display());
+    let shots = screenshots("dashboard-screenshots");
 
     let mut browser = support::Guard(
         Command::new("node")
@@ -125,10 +135,47 @@ async fn the_dashboard_works_in_a_real_browser() {
     // are not ordinary, and each is logged.
     let lines = [before_restart, up.logs.lines()].concat();
     let refused = |l: &&String| l.contains("command refused at the gate") && l.contains("user=reader");
-    assert_eq!(lines.iter().filter(refused).count(), 2, "the forged commands are logged");
+    assert_eq!(
+        lines.iter().filter(refused).count(),
+        2,
+        "the forged commands are logged"
+    );
     let bad: Vec<&String> = lines
         .iter()
         .filter(|l| (l.contains("ERROR") || l.contains("WARN")) && !refused(l))
         .collect();
     assert!(bad.is_empty(), "error or warning lines:\n{bad:#?}");
+}
+
+/// Part 2: on a box whose sessions last 12 s, the page renews its token before it
+/// expires and keeps working past the first token's end; after logout the token
+/// signs in no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_renews_its_session_and_logout_ends_it() {
+    if !browser_available("dashboard_session") {
+        return;
+    }
+    let port = cubeos_tests::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _up = Up::start(&[
+        ("CUBEOS__DASHBOARD__LISTEN", listen.as_str()),
+        ("CUBEOS__AUTH__SESSION_TTL", "12s"),
+        ("CUBEOS__ORCHESTRATOR__DEPLOY_CORE_APPS", "false"),
+    ]);
+    let shots = screenshots("dashboard-session-screenshots");
+    let out = Command::new("node")
+        .arg(js_dir().join("dashboard.mjs"))
+        .current_dir(js_dir())
+        .env("MODE", "session")
+        .env("DASH_URL", format!("http://{listen}"))
+        .env("SHOTS", &shots)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("PASS"),
+        "the browser test failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

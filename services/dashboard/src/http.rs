@@ -63,6 +63,16 @@ impl Head {
         self.values("connection").any(|v| v == "upgrade") && self.values("upgrade").any(|v| v == "websocket")
     }
 
+    /// No `Origin`, as from a program, or one whose host is the request's `Host`:
+    /// a page of this box (directly, or through the proxy, which keeps `Host`).
+    pub fn same_origin(&self) -> bool {
+        let Some(origin) = self.header("origin") else {
+            return true;
+        };
+        let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        self.header("host").is_some_and(|h| h.eq_ignore_ascii_case(host))
+    }
+
     /// The browser takes gzip (and has not refused it with `q=0`).
     pub fn accepts_gzip(&self) -> bool {
         self.values("accept-encoding").any(|v| {
@@ -118,11 +128,13 @@ impl Response {
         }
     }
 
+    /// Adds a header.
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
         self
     }
 
+    /// The answer to `HEAD`: the headers only.
     pub fn without_body(mut self) -> Response {
         self.head_only = true;
         self
@@ -169,6 +181,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         304 => "Not Modified",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
@@ -195,6 +208,19 @@ mod tests {
         assert!(h.is_websocket_upgrade());
         let plain = head("GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(!plain.is_websocket_upgrade());
+    }
+
+    #[test]
+    fn only_the_boxs_own_pages_may_upgrade() {
+        let with = |origin: &str| {
+            head(&format!(
+                "GET /mqtt HTTP/1.1\r\nHost: cubeos.cube\r\nOrigin: {origin}\r\n\r\n"
+            ))
+        };
+        assert!(with("http://cubeos.cube").same_origin());
+        assert!(!with("http://evil.example").same_origin());
+        assert!(!with("http://cubeos.cube.evil.example").same_origin());
+        assert!(head("GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n").same_origin());
     }
 
     #[test]

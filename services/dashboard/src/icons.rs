@@ -6,12 +6,9 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use cubeos_contract::validate;
-use cubeos_kit::Config;
+use cubeos_kit::{Config, files};
 
 use crate::http::Response;
-
-/// The largest icon served; the store import refuses bigger ones too.
-const MAX_ICON: u64 = 1024 * 1024;
 
 /// What `/icons/<kind>/<name>` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,13 +48,7 @@ pub fn response(config: &Config, rest: &str) -> Response {
     let Some(icon) = Icon::parse(rest) else {
         return Response::status(404, "no such icon");
     };
-    let file = icon.file(config);
-    let png = std::fs::metadata(&file)
-        .ok()
-        .filter(|m| m.is_file() && m.len() <= MAX_ICON)
-        .and_then(|_| std::fs::read(&file).ok())
-        .filter(|bytes| bytes.starts_with(b"\x89PNG"));
-    let response = match png {
+    let response = match files::read_icon(&icon.file(config)) {
         Some(bytes) => Response::ok("image/png", Bytes::from(bytes)),
         None => Response::ok("image/svg+xml", Bytes::from(placeholder(icon.name()))),
     };

@@ -35,8 +35,9 @@ mod http;
 pub mod icons;
 mod rewind;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cubeos_broker::gate::WebSocketDoor;
@@ -44,7 +45,7 @@ use cubeos_kit::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use http::{Head, Response};
 
@@ -54,10 +55,18 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head read: a browser's is well under 4 KiB.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// How long one connection may take, request and response: a client that stops
+/// reading its response must not hold a slot for ever.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// HTTP connections served at once (WebSocket sessions, once handed over, count
 /// against the gate's own limit instead).
 const MAX_CONNECTIONS: usize = 64;
 
+/// HTTP connections one address may have at once: a browser opens six.
+const MAX_PER_ADDRESS: usize = 12;
+
+/// Why the dashboard cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
     #[error("cannot listen on {addr} (dashboard): {source}")]
@@ -69,6 +78,39 @@ struct Server {
     config: Arc<Config>,
     door: WebSocketDoor,
     slots: Arc<Semaphore>,
+    /// Open connections per client address.
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One address's share of the connections, given back when dropped.
+struct Share<'a> {
+    server: &'a Server,
+    address: IpAddr,
+}
+
+impl Server {
+    /// A share for `address`, unless it holds [`MAX_PER_ADDRESS`] already.
+    fn share(&self, address: IpAddr) -> Option<Share<'_>> {
+        let mut open = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(address).or_default();
+        if *count >= MAX_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(Share { server: self, address })
+    }
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut open = self.server.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
 }
 
 /// Starts serving the dashboard; returns the address it listens on. It runs until
@@ -83,6 +125,7 @@ pub async fn start(config: Arc<Config>, door: WebSocketDoor) -> Result<SocketAdd
         config,
         door,
         slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        per_address: Mutex::new(HashMap::new()),
     });
     tokio::spawn(accept(listener, server));
     info!(listen = %local, "dashboard listening");
@@ -91,22 +134,12 @@ pub async fn start(config: Arc<Config>, door: WebSocketDoor) -> Result<SocketAdd
 
 async fn accept(listener: TcpListener, server: Arc<Server>) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // Out of file descriptors, usually: wait rather than spin.
-                warn!(error = %e, "dashboard accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = Arc::clone(&server.slots).try_acquire_owned() else {
-            debug!(%peer, "dashboard connection refused: too many at once");
-            continue;
-        };
+        let (stream, peer, slot) = cubeos_kit::listen::accept_bounded(&listener, &server.slots, "dashboard").await;
         let server = Arc::clone(&server);
         tokio::spawn(async move {
-            server.serve(stream, peer).await;
+            if let Some(_share) = server.share(peer.ip()) {
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, server.serve(stream, peer)).await;
+            }
             drop(slot);
         });
     }
@@ -125,6 +158,10 @@ impl Server {
             return respond(stream, Response::status(400, "bad request")).await;
         };
         if head.path() == "/mqtt" && head.is_websocket_upgrade() {
+            // Another site's page in the same browser may not use the box's bus.
+            if !head.same_origin() {
+                return respond(stream, Response::status(403, "cross-origin WebSocket refused")).await;
+            }
             // The gate answers the upgrade itself, from the bytes already read.
             self.door.enter(rewind::Rewind::new(read, stream), peer);
             return;

@@ -17,6 +17,7 @@ pub struct Rewind<S> {
 }
 
 impl<S> Rewind<S> {
+    /// `inner`, whose first bytes, already read, were `prefix`.
     pub fn new(prefix: Vec<u8>, inner: S) -> Self {
         Rewind {
             prefix,

@@ -178,7 +178,13 @@ function route() {
     } else a.removeAttribute('aria-current');
   }
   const ctx = { box, main, can: (need) => can(box, need), toast };
-  if (hash.startsWith('#/app/')) current = apps.detail(ctx, decodeURIComponent(hash.slice('#/app/'.length)));
+  let app = null;
+  try {
+    app = hash.startsWith('#/app/') ? decodeURIComponent(hash.slice('#/app/'.length)) : null;
+  } catch {
+    app = null; // not an app name: the list instead
+  }
+  if (app) current = apps.detail(ctx, app);
   else current = (VIEWS.find((v) => hash.startsWith(v.hash)) || VIEWS[0]).view.show(ctx);
 }
 

@@ -53,9 +53,20 @@ export function savedSession() {
   }
 }
 
+/**
+ * Keeps a session for the tab, with when to renew it by this browser's clock:
+ * 4/5 of its life from now, counted in the box's seconds (`expires_in`), since a
+ * box without a real-time clock may disagree with the browser about the date.
+ */
 function saveSession(session) {
-  if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
-  else sessionStorage.removeItem(SESSION_KEY);
+  if (!session) {
+    sessionStorage.removeItem(SESSION_KEY);
+    return null;
+  }
+  const renewAt = session.expires_in ? Date.now() + session.expires_in * 800 : null;
+  const kept = { ...session, renew_at: renewAt };
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(kept));
+  return kept;
 }
 
 /** Request/reply over one MQTT.js client. */
@@ -152,16 +163,12 @@ export async function anonymous(service, action, args) {
 
 /** Signs in with a password; the session is kept for this tab. */
 export async function login(username, password) {
-  const session = await anonymous('registry', 'auth.login', { username, password });
-  saveSession(session);
-  return session;
+  return saveSession(await anonymous('registry', 'auth.login', { username, password }));
 }
 
 /** First-boot setup: creates the first admin and signs in as them. */
 export async function setup(username, password) {
-  const session = await anonymous('registry', 'setup', { username, password });
-  saveSession(session);
-  return session;
+  return saveSession(await anonymous('registry', 'setup', { username, password }));
 }
 
 /** Whether the box still needs its first admin. */
@@ -179,8 +186,8 @@ export class Box extends EventTarget {
     super();
     this.session = session;
     this.state = new Map();
-    this.clientId = sessionStorage.getItem('cubeos.client') || randomId('dash-');
-    sessionStorage.setItem('cubeos.client', this.clientId);
+    // A client id of its own: a duplicated tab must not take this one's over.
+    this.clientId = randomId('dash-');
     this.status = 'connecting';
     this.refreshTimer = null;
   }
@@ -287,18 +294,15 @@ export class Box extends EventTarget {
   /** Renews the session token when 4/5 of its time has passed. */
   scheduleRefresh() {
     clearTimeout(this.refreshTimer);
-    const expires = this.session.expires_at;
-    if (!expires) return;
-    const left = expires * 1000 - Date.now();
-    const wait = Math.max(5000, Math.min(left * 0.8, 2 ** 31 - 1));
+    if (!this.session.renew_at) return;
+    const wait = Math.max(5000, Math.min(this.session.renew_at - Date.now(), 2 ** 31 - 1));
     this.refreshTimer = setTimeout(() => this.refresh(), wait);
   }
 
   async refresh() {
     try {
       const fresh = await this.request('registry', 'auth.refresh', {});
-      this.session = { ...this.session, session: fresh.session, token: fresh.token, expires_at: fresh.expires_at };
-      saveSession(this.session);
+      this.session = saveSession({ ...this.session, ...fresh });
       // Reconnections sign in with the new token.
       this.client.options.password = fresh.token;
       this.scheduleRefresh();

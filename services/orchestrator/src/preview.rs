@@ -19,6 +19,9 @@ impl Orchestrator {
     /// `preview`: translates exactly one of a compose text, a store app's file or an
     /// installed app's file, and checks its images.
     pub async fn preview(&self, args: Preview) -> Result<AppPreview, BusError> {
+        // An installed app's file may hold real passwords in its env: its preview
+        // (open to readonly users) is the report, without the values.
+        let installed = args.app.is_some();
         let (text, name) = match (args.compose, args.store, args.app) {
             (Some(text), None, None) => {
                 let name = match args.name {
@@ -48,7 +51,11 @@ impl Orchestrator {
         };
         validate::name("name", &name)?;
         let ctx = Context::for_app(&self.config, &self.instance, &name, &Vars::new());
-        let t = compose::translate(&text, &ctx).map_err(|e| BusError::bad_request(e.to_string()))?;
+        // Parsing up to a MiB of YAML is CPU work: off the runtime the gate shares.
+        let t = tokio::task::spawn_blocking(move || compose::translate(&text, &ctx))
+            .await
+            .map_err(|e| BusError::internal(format!("preview: {e}")))?
+            .map_err(|e| BusError::bad_request(e.to_string()))?;
         let docker = self.docker().await?;
         let images = images::check(
             &docker,
@@ -56,7 +63,11 @@ impl Orchestrator {
             &images_of(&t.services),
         )
         .await;
-        Ok(app_preview(&name, &t, images))
+        let mut preview = app_preview(&name, &t, images);
+        if installed {
+            preview.env.clear();
+        }
+        Ok(preview)
     }
 }
 

@@ -33,14 +33,13 @@
 pub mod archive;
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use cubeos_compose::{self as compose, ComposeError, Context, Translation, Vars};
 use cubeos_contract::api::store::*;
 use cubeos_contract::validate;
-use cubeos_kit::config::ICON_FILE;
+use cubeos_kit::files::{ICON_FILE, read_bounded, read_icon};
 use cubeos_kit::{BusError, Config};
 use tracing::warn;
 
@@ -49,9 +48,6 @@ use crate::service::{Orchestrator, docker_error, images_of, io_error};
 
 /// The largest compose file a store app may have.
 pub const MAX_COMPOSE_BYTES: u64 = 256 * 1024;
-
-/// The largest icon a store app may have (a larger one is left out).
-pub const MAX_ICON_BYTES: u64 = 1024 * 1024;
 
 /// The most apps the store holds.
 pub const MAX_APPS: usize = 2000;
@@ -70,8 +66,6 @@ const MAX_DESCENT: usize = 3;
 const COMPOSE_FILE: &str = "docker-compose.yml";
 /// How an import's work folder in `<data>/store/` is named.
 const IMPORT_PREFIX: &str = ".import-";
-/// What every PNG file starts with: an "icon" that does not is left out.
-const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// `bad_request` unless `id` is a store id.
 fn check_id(id: &str) -> Result<(), BusError> {
@@ -83,12 +77,6 @@ fn check_id(id: &str) -> Result<(), BusError> {
             validate::truncate(id, 64)
         )))
     }
-}
-
-/// Where store app `id`'s icon is (`<data>/store/apps/<id>/icon.png`; the file
-/// exists when the store has one); `None` for anything that is not a store id.
-pub fn icon_path(config: &Config, id: &str) -> Option<PathBuf> {
-    validate::is_store_id(id).then(|| config.store_icon(id))
 }
 
 /// Where installed app `name`'s icon is (`<data>/apps/<name>/appconfig/icon.png`,
@@ -112,33 +100,9 @@ fn translate(config: &Config, instance: &str, id: &str, text: &str) -> Result<(S
     compose::translate(text, &ctx).map(|t| (name, t))
 }
 
-/// A regular file's bytes, refused past `limit` (read no further than one byte past).
-fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > limit {
-        return Err(format!("larger than {} KiB", limit / 1024));
-    }
-    Ok(bytes)
-}
-
 /// A compose file's text, at most [`MAX_COMPOSE_BYTES`].
 fn read_compose(path: &Path) -> Result<String, String> {
     String::from_utf8(read_bounded(path, MAX_COMPOSE_BYTES)?).map_err(|_| "not UTF-8 text".into())
-}
-
-/// A PNG icon's bytes, if `path` is one of at most [`MAX_ICON_BYTES`].
-fn read_icon(path: &Path) -> Option<Vec<u8>> {
-    read_bounded(path, MAX_ICON_BYTES)
-        .ok()
-        .filter(|bytes| bytes.starts_with(PNG_MAGIC))
 }
 
 /// One store app's files, as an install takes them.
@@ -155,7 +119,7 @@ pub struct StoredApp {
 /// Reads store app `id`; `not_found` when the store has no such app.
 pub fn read_app(config: &Config, id: &str) -> Result<StoredApp, BusError> {
     check_id(id)?;
-    let dir = config.store_apps_dir().join(id);
+    let dir = config.store_app_dir(id);
     let file = dir.join(COMPOSE_FILE);
     if !file.is_file() {
         return Err(BusError::not_found(format!("the store has no app '{id}'")));

@@ -193,6 +193,7 @@ impl Registry {
             session: issued.id,
             token: Secret::new(self.secrets.seal(&issued.token)?),
             expires_at: issued.expires_at,
+            expires_in: issued.expires_at.map(|_| self.auth.session_ttl.as_secs()),
         })
     }
 
@@ -217,6 +218,7 @@ impl Registry {
             session: issued.id,
             token: Secret::new(self.secrets.seal(&issued.token)?),
             expires_at: issued.expires_at,
+            expires_in: issued.expires_at.map(|_| self.auth.session_ttl.as_secs()),
         })
     }
 

@@ -156,6 +156,12 @@ impl Client {
         self.bus.call(command).await
     }
 
+    /// [`Client::call`] for a command that does all its work before it replies.
+    pub async fn call_with_timeout<C: Command>(&self, command: &C, timeout: Duration) -> Result<C::Reply, BusError> {
+        self.ready(C::SERVICE).await?;
+        self.bus.call_with_timeout(command, timeout).await
+    }
+
     /// Waits until `service` is online (up to `--wait` while it says `starting`);
     /// `unavailable` when it is offline, or never announced itself.
     pub async fn ready(&self, service: &str) -> Result<(), BusError> {

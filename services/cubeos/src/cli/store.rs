@@ -54,13 +54,20 @@ pub async fn run(cli: &Cli, cmd: StoreCommand) -> anyhow::Result<()> {
     result
 }
 
+/// How long an import may take: a large archive on a Pi takes minutes, and the
+/// reply comes when it is done.
+const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// `store add`: imports the store copy at `path` (made absolute: it is on the box).
 async fn add(client: &Client, path: PathBuf) -> anyhow::Result<()> {
     let path = std::path::absolute(&path).map_err(|e| BusError::bad_request(format!("{}: {e}", path.display())))?;
     let reply = client
-        .call(&StoreAdd {
-            path: path.display().to_string(),
-        })
+        .call_with_timeout(
+            &StoreAdd {
+                path: path.display().to_string(),
+            },
+            IMPORT_TIMEOUT,
+        )
         .await?;
     output::line(&format!(
         "added {} apps ({} skipped)",

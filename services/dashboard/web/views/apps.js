@@ -85,7 +85,7 @@ function card(ctx, name) {
       'div',
       { class: 'card-head' },
       h('img', { src: `/icons/app/${encodeURIComponent(name)}`, alt: '', width: '40', height: '40', loading: 'lazy' }),
-      h('div', {}, h('h3', {}, h('a', { href: `#/app/${encodeURIComponent(name)}` }, title)), h('span', { class: `chip ${hl.kind}` }, hl.text)),
+      h('div', {}, h('h2', {}, h('a', { href: `#/app/${encodeURIComponent(name)}` }, title)), h('span', { class: `chip ${hl.kind}` }, hl.text)),
     ),
     h(
       'dl',

@@ -53,15 +53,29 @@ async function install(ctx, args, name, where) {
   fill(where, bar);
   let job;
   const ended = new Promise((resolve) => {
+    const show = (progress) => {
+      fill(bar, progressBar(progress, `Installing ${name}`));
+      if (progress.status === 'done' || progress.status === 'failed') {
+        box.removeEventListener('event', onEvent);
+        box.removeEventListener('status', onStatus);
+        resolve(progress);
+      }
+    };
     const onEvent = (e) => {
       if (e.detail.topic !== `cubeos/events/apps/${name}/progress` || (job && e.detail.value.job !== job)) return;
-      fill(bar, progressBar(e.detail.value, `Installing ${name}`));
-      if (e.detail.value.status === 'done' || e.detail.value.status === 'failed') {
-        box.removeEventListener('event', onEvent);
-        resolve(e.detail.value);
+      show(e.detail.value);
+    };
+    // Events are not kept: after a reconnect, ask how far the job got.
+    const onStatus = async (e) => {
+      if (e.detail !== 'online' || !job) return;
+      try {
+        show(await box.request('orchestrator', 'job.get', { job }));
+      } catch (err) {
+        show({ job, step: 0, of: 1, name: 'install', status: 'failed', message: `the box lost track of it (${errorText(err)}); see the app's card` });
       }
     };
     box.addEventListener('event', onEvent);
+    box.addEventListener('status', onStatus);
   });
   try {
     job = (await box.request('orchestrator', 'install', { ...args, name })).job;
@@ -132,7 +146,7 @@ function storeCard(ctx, app) {
       'div',
       { class: 'card-head' },
       h('img', { src: `/icons/store/${encodeURIComponent(app.id)}`, alt: '', width: '40', height: '40', loading: 'lazy' }),
-      h('div', {}, h('h3', {}, app.title), h('span', { class: 'chip' }, app.category || 'other')),
+      h('div', {}, h('h2', {}, app.title), h('span', { class: 'chip' }, app.category || 'other')),
     ),
     h('p', { class: 'tagline' }, app.tagline),
     missing ? h('p', { class: 'chip warn' }, 'image not on this box') : null,

@@ -141,7 +141,7 @@ async function usersPanel(ctx, where) {
   role.id = 'new-user-role';
   fill(
     where,
-    table(['User', 'Role', ''], rows),
+    table(['User', 'Role', 'Actions'], rows),
     h(
       'form',
       {
@@ -174,7 +174,7 @@ async function tokensPanel(ctx, where) {
   fill(
     where,
     table(
-      ['Kind', 'For', 'Created', ''],
+      ['Kind', 'For', 'Created', 'Actions'],
       tokens.map((t) =>
         h(
           'tr',
