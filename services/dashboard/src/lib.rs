@@ -78,32 +78,44 @@ struct Server {
     config: Arc<Config>,
     door: WebSocketDoor,
     slots: Arc<Semaphore>,
-    /// Open connections per client address.
-    per_address: Mutex<HashMap<IpAddr, usize>>,
+    per_address: PerAddress,
+}
+
+/// Open connections per client address, at most `cap` each.
+struct PerAddress {
+    cap: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// One address's share of the connections, given back when dropped.
 struct Share<'a> {
-    server: &'a Server,
+    of: &'a PerAddress,
     address: IpAddr,
 }
 
-impl Server {
-    /// A share for `address`, unless it holds [`MAX_PER_ADDRESS`] already.
+impl PerAddress {
+    fn new(cap: usize) -> Self {
+        PerAddress {
+            cap,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A share for `address`, unless it holds `cap` already.
     fn share(&self, address: IpAddr) -> Option<Share<'_>> {
-        let mut open = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let count = open.entry(address).or_default();
-        if *count >= MAX_PER_ADDRESS {
+        if *count >= self.cap {
             return None;
         }
         *count += 1;
-        Some(Share { server: self, address })
+        Some(Share { of: self, address })
     }
 }
 
 impl Drop for Share<'_> {
     fn drop(&mut self) {
-        let mut open = self.server.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.of.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = open.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
@@ -125,7 +137,7 @@ pub async fn start(config: Arc<Config>, door: WebSocketDoor) -> Result<SocketAdd
         config,
         door,
         slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-        per_address: Mutex::new(HashMap::new()),
+        per_address: PerAddress::new(MAX_PER_ADDRESS),
     });
     tokio::spawn(accept(listener, server));
     info!(listen = %local, "dashboard listening");
@@ -137,7 +149,7 @@ async fn accept(listener: TcpListener, server: Arc<Server>) {
         let (stream, peer, slot) = cubeos_kit::listen::accept_bounded(&listener, &server.slots, "dashboard").await;
         let server = Arc::clone(&server);
         tokio::spawn(async move {
-            if let Some(_share) = server.share(peer.ip()) {
+            if let Some(_share) = server.per_address.share(peer.ip()) {
                 let _ = tokio::time::timeout(CONNECTION_TIMEOUT, server.serve(stream, peer)).await;
             }
             drop(slot);
@@ -221,4 +233,29 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Response> {
 async fn respond(mut stream: TcpStream, response: Response) {
     let _ = stream.write_all(&response.into_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_cannot_take_every_connection() {
+        let limit = PerAddress::new(2);
+        let (phone, laptop): (IpAddr, IpAddr) = ([10, 42, 24, 5].into(), [10, 42, 24, 6].into());
+        let first = limit.share(phone).expect("first");
+        let _second = limit.share(phone).expect("second");
+        assert!(limit.share(phone).is_none(), "a third from the same address");
+        assert!(limit.share(laptop).is_some(), "another address is not held back");
+        drop(first);
+        assert!(
+            limit.share(phone).is_some(),
+            "a share is given back when its connection ends"
+        );
+        assert_eq!(
+            limit.open.lock().unwrap().get(&laptop),
+            None,
+            "ended addresses are forgotten"
+        );
+    }
 }

@@ -431,6 +431,8 @@ pub struct Store {
     instance: String,
     cache: Mutex<Cache>,
     importing: tokio::sync::Mutex<()>,
+    /// Held while the index is read from disk.
+    loading: tokio::sync::Mutex<()>,
 }
 
 /// The index as last read, and the number of imports so far: an index a listing
@@ -449,6 +451,7 @@ impl Store {
             instance,
             cache: Mutex::default(),
             importing: tokio::sync::Mutex::new(()),
+            loading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -459,6 +462,12 @@ impl Store {
 
     /// The index, read (off the async threads) on first use.
     pub async fn index(&self) -> Result<Arc<Vec<Indexed>>, BusError> {
+        if let Some(index) = self.cache().index.clone() {
+            return Ok(index);
+        }
+        // One load at a time: listings that arrive together after a start wait for
+        // it instead of each reading the whole store.
+        let _loading = self.loading.lock().await;
         let imports = {
             let cache = self.cache();
             if let Some(index) = &cache.index {
