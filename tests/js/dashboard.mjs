@@ -2,8 +2,10 @@
 // spawned by services/cubeos/tests/dashboard.rs against a real `cubeos up`.
 //
 // Environment:
-//   MODE           `full` (the default: everything below) or `session` (a session
-//                  token is renewed before it expires; logout ends it)
+//   MODE           `full` (the default: everything below), `session` (a session
+//                  token is renewed before it expires; logout ends it) or `proxy`
+//                  (through the box's reverse proxy, at http://<domain>:<port>)
+//   RESOLVE        with `proxy`: `name=address`, the DNS answer the box would give
 //   DASH_URL       the dashboard, e.g. http://127.0.0.1:PORT
 //   SHOTS          where screenshots go (one per page and size)
 //   PASTE_COMPOSE  a compose file to paste (a busybox web server publishing port 80)
@@ -221,10 +223,39 @@ async function session(browser) {
   await shot(page, 'logged-out');
 }
 
+/** MODE=proxy: the page and its bus through nginx, as `http://<domain>` serves them. */
+async function proxied(browser) {
+  const page = await newPage(browser, 'proxy');
+  step('the page through the proxy');
+  // The proxy service writes nginx's server block shortly after the box starts.
+  let loaded = false;
+  for (let i = 0; i < 60 && !loaded; i++) {
+    const response = await page.goto(URL).catch(() => null);
+    loaded = Boolean(response && response.ok());
+    if (!loaded) await page.waitForTimeout(500);
+  }
+  check(loaded, `${URL} never answered through the proxy`);
+  await page.waitForSelector('form.signin', LONG);
+  step('setup and the bus through the proxy');
+  await page.fill('input[name=username]', ADMIN.user);
+  await page.fill('input[name=password]', ADMIN.pass);
+  await page.fill('input[name=confirm]', ADMIN.pass);
+  await page.click('form.signin button[type=submit]');
+  await page.waitForSelector('#conn.online', LONG);
+  await page.goto(`${URL}/#/system`);
+  await page.waitForSelector('td:has-text("cubeos.cube")', LONG);
+  await shot(page, 'through-proxy');
+}
+
 async function main() {
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
-  if (MODE === 'session') {
-    await session(browser);
+  const args = ['--no-sandbox'];
+  if (process.env.RESOLVE) {
+    const [name, address] = process.env.RESOLVE.split('=');
+    args.push(`--host-resolver-rules=MAP ${name} ${address}`);
+  }
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args });
+  if (MODE === 'session' || MODE === 'proxy') {
+    await (MODE === 'session' ? session(browser) : proxied(browser));
     check(!problems.length, `console errors:\n${problems.join('\n')}`);
     await browser.close();
     process.stdout.write('PASS\n');

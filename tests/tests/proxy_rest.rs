@@ -170,7 +170,7 @@ async fn every_npm_release_is_followed_through_token_expiry() {
         domain: "cubeos.cube".into(),
         gateway: "10.42.24.1".parse().unwrap(),
     };
-    let want = desired(std::iter::empty(), &network, "127.0.0.1");
+    let want = desired(std::iter::empty(), &network, "127.0.0.1", 6011);
     for flavor in [NpmFlavor::V2_12, NpmFlavor::V2_15, NpmFlavor::Develop] {
         let manager = FakeNpm::start(EMAIL, "right", Duration::from_secs(3600)).await;
         manager.set_flavor(flavor);

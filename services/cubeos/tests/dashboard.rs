@@ -162,20 +162,73 @@ async fn the_dashboard_renews_its_session_and_logout_ends_it() {
         ("CUBEOS__AUTH__SESSION_TTL", "12s"),
         ("CUBEOS__ORCHESTRATOR__DEPLOY_CORE_APPS", "false"),
     ]);
-    let shots = screenshots("dashboard-session-screenshots");
+    run_mode(
+        "session",
+        &format!("http://{listen}"),
+        "dashboard-session-screenshots",
+        &[],
+    );
+}
+
+/// Runs `dashboard.mjs` in one of its short modes, which must print PASS.
+fn run_mode(mode: &str, url: &str, shots: &str, env: &[(&str, &str)]) {
+    let shots = screenshots(shots);
     let out = Command::new("node")
         .arg(js_dir().join("dashboard.mjs"))
         .current_dir(js_dir())
-        .env("MODE", "session")
-        .env("DASH_URL", format!("http://{listen}"))
+        .env("MODE", mode)
+        .env("DASH_URL", url)
         .env("SHOTS", &shots)
+        .envs(env.iter().copied())
         .output()
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(
         out.status.success() && stdout.contains("PASS"),
-        "the browser test failed:\n{}",
+        "the browser test ({mode}) failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Part 1: through the box's reverse proxy (real nginx, its server blocks written
+/// by the proxy service) at `http://cubeos.cube`, the page loads and its bus, at
+/// `/mqtt` on the same origin, signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_through_the_reverse_proxy() {
+    let test = "dashboard_proxy";
+    if !browser_available(test) || !cubeos_tests::require(test, "nginx") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = cubeos_tests::servers::Nginx::start(dir.path());
+    let mut config = cubeos_kit::Config::default();
+    nginx.configure(&mut config);
+    let n = &config.proxy.nginx;
+    let list = |argv: &[String]| format!("{argv:?}");
+    let file = dir.path().join("cubeos.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[proxy]\nproxy = \"nginx\"\n[proxy.nginx]\nconf_dir = {:?}\nlisten = {:?}\ntest_command = {}\nreload_command = {}\n",
+            n.conf_dir.display().to_string(),
+            n.listen,
+            list(&n.test_command),
+            list(&n.reload_command),
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", cubeos_tests::free_port());
+    let file = file.display().to_string();
+    let _up = Up::start(&[
+        ("CUBEOS_CONFIG", file.as_str()),
+        ("CUBEOS__DASHBOARD__LISTEN", listen.as_str()),
+        ("CUBEOS__ORCHESTRATOR__DEPLOY_CORE_APPS", "false"),
+    ]);
+    run_mode(
+        "proxy",
+        &format!("http://cubeos.cube:{}", nginx.port),
+        "dashboard-proxy-screenshots",
+        &[("RESOLVE", "cubeos.cube=127.0.0.1")],
     );
 }

@@ -63,14 +63,16 @@ impl Head {
         self.values("connection").any(|v| v == "upgrade") && self.values("upgrade").any(|v| v == "websocket")
     }
 
-    /// No `Origin`, as from a program, or one whose host is the request's `Host`:
-    /// a page of this box (directly, or through the proxy, which keeps `Host`).
+    /// No `Origin`, as from a program, or one naming the request's `Host`: a page
+    /// of this box. Ports are not compared: the reverse proxy passes the name on
+    /// without the port the browser used.
     pub fn same_origin(&self) -> bool {
         let Some(origin) = self.header("origin") else {
             return true;
         };
-        let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-        self.header("host").is_some_and(|h| h.eq_ignore_ascii_case(host))
+        let origin = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        self.header("host")
+            .is_some_and(|host| host_name(host).eq_ignore_ascii_case(host_name(origin)))
     }
 
     /// The browser takes gzip (and has not refused it with `q=0`).
@@ -79,6 +81,16 @@ impl Head {
             let mut parts = v.split(';').map(str::trim);
             parts.next() == Some("gzip") && !parts.any(|p| p == "q=0" || p == "q=0.0")
         })
+    }
+}
+
+/// `name` of `name:port` (or `[v6]:port`).
+fn host_name(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => authority,
     }
 }
 
@@ -218,6 +230,10 @@ mod tests {
             ))
         };
         assert!(with("http://cubeos.cube").same_origin());
+        assert!(
+            with("http://cubeos.cube:8080").same_origin(),
+            "the proxy drops the port"
+        );
         assert!(!with("http://evil.example").same_origin());
         assert!(!with("http://cubeos.cube.evil.example").same_origin());
         assert!(head("GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n").same_origin());

@@ -22,13 +22,17 @@
 //!   config dirs ([`icons`]); a missing one is a 404 the page answers with a
 //!   generated placeholder.
 //! - The HTTP side is the least a browser needs: `GET` and `HEAD`, one request per
-//!   connection, a bounded head read within a timeout, and a cap on connections at
-//!   once, so strangers on the hotspot cannot hold the box's memory before signing in.
+//!   connection, a bounded head read within a timeout, a time limit per connection
+//!   and caps on connections at once (in all and per address), so strangers on the
+//!   hotspot cannot hold the box's memory or its slots before signing in. A
+//!   WebSocket upgrade must come from the box's own page (`Origin` matches `Host`).
 //!
 //! # Limitations
 //! - No TLS: on the hotspot the box is reached over plain HTTP, as its proxy is.
-//! - Behind the reverse proxy every client's address is the proxy's, so the
-//!   registry's sign-in throttle sees one address for all of them.
+//! - Behind the reverse proxy every client's address is the proxy's (loopback), so
+//!   the registry's sign-in throttle sees one address for all of them, and the
+//!   per-address connection cap does not apply to them (only the global one and
+//!   nginx's own limits do).
 
 pub mod assets;
 mod http;
@@ -149,10 +153,16 @@ async fn accept(listener: TcpListener, server: Arc<Server>) {
         let (stream, peer, slot) = cubeos_kit::listen::accept_bounded(&listener, &server.slots, "dashboard").await;
         let server = Arc::clone(&server);
         tokio::spawn(async move {
-            if let Some(_share) = server.per_address.share(peer.ip()) {
-                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, server.serve(stream, peer)).await;
-            }
-            drop(slot);
+            // Loopback is the box itself: its reverse proxy brings everyone from there.
+            let share = match peer.ip() {
+                ip if ip.is_loopback() => None,
+                ip => match server.per_address.share(ip) {
+                    Some(share) => Some(share),
+                    None => return,
+                },
+            };
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, server.serve(stream, peer)).await;
+            drop((share, slot));
         });
     }
 }

@@ -9,8 +9,10 @@ use cubeos_contract::validate;
 use serde::Serialize;
 
 /// Hosts every box serves whatever apps it runs: `(label, port)`, the empty label
-/// being the domain itself (the dashboard).
-pub const CORE_HOSTS: &[(&str, u16)] = &[("", 6011), ("api", 6010), ("pihole", 6001), ("npm", 81)];
+/// being the domain itself (the dashboard, on `dashboard.listen`'s port).
+pub fn core_hosts(dashboard_port: u16) -> [(&'static str, u16); 4] {
+    [("", dashboard_port), ("api", 6010), ("pihole", 6001), ("npm", 81)]
+}
 
 /// Where the reverse proxy sends one name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,12 +70,17 @@ pub fn routing(rows: &[Fqdn]) -> Vec<(&str, i64, bool)> {
 
 /// Builds the desired state. Names outside the domain are served too (a row may
 /// name any valid fqdn); the core hosts are always there.
-pub fn desired<'a>(apps: impl IntoIterator<Item = &'a AppRecord>, network: &Network, backend_host: &str) -> Desired {
+pub fn desired<'a>(
+    apps: impl IntoIterator<Item = &'a AppRecord>,
+    network: &Network,
+    backend_host: &str,
+    dashboard_port: u16,
+) -> Desired {
     let mut want = Desired {
         network: Some(network.clone()),
         ..Desired::default()
     };
-    for (label, port) in CORE_HOSTS {
+    for (label, port) in core_hosts(dashboard_port) {
         let name = if label.is_empty() {
             network.domain.clone()
         } else {
@@ -84,7 +91,7 @@ pub fn desired<'a>(apps: impl IntoIterator<Item = &'a AppRecord>, network: &Netw
             name,
             Route {
                 host: backend_host.to_owned(),
-                port: *port,
+                port,
                 ssl: false,
                 websocket: true,
             },
@@ -150,11 +157,13 @@ mod tests {
         ]);
         let net = Network::from_system(&system).unwrap();
         let apps = [app("wiki", &[("wiki.cubeos.cube", 6100)])];
-        let want = desired(&apps, &net, "127.0.0.1");
-        assert_eq!(want.records.len(), CORE_HOSTS.len() + 1);
+        let want = desired(&apps, &net, "127.0.0.1", 6011);
+        assert_eq!(want.records.len(), core_hosts(6011).len() + 1);
         assert_eq!(want.records["cubeos.cube"], net.gateway);
         assert_eq!(want.routes["wiki.cubeos.cube"].port, 6100);
         assert_eq!(want.routes["cubeos.cube"].port, 6011);
+        let moved = desired(&apps, &net, "127.0.0.1", 7011);
+        assert_eq!(moved.routes["cubeos.cube"].port, 7011, "the dashboard where it listens");
         assert_eq!(want.rows.keys().collect::<Vec<_>>(), ["wiki.cubeos.cube"]);
         assert!(Network::from_system(&BTreeMap::new()).is_none());
     }
@@ -175,7 +184,7 @@ mod tests {
         let net = Network::from_system(&system).unwrap();
         assert_eq!(net.domain, "cubeos.cube");
         let apps = [app("evil", &[("../evil.cubeos.cube", 6100), ("ok.cubeos.cube", 6101)])];
-        let want = desired(&apps, &net, "127.0.0.1");
+        let want = desired(&apps, &net, "127.0.0.1", 6011);
         assert_eq!(want.rows.keys().collect::<Vec<_>>(), ["ok.cubeos.cube"]);
     }
 }

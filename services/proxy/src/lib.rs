@@ -59,6 +59,8 @@ pub const SERVICE: &str = PROXY;
 pub struct ProxyService {
     bus: Bus,
     config: ProxyConfig,
+    /// Where `cubeos up` serves the dashboard: the domain's own host goes there.
+    dashboard_port: u16,
     apps: AppMirror,
     system: std::sync::Mutex<BTreeMap<String, String>>,
     dns: Mutex<Dns>,
@@ -103,6 +105,7 @@ impl ProxyService {
         ProxyService {
             bus,
             config: p.clone(),
+            dashboard_port: config.dashboard.listen.port(),
             apps: AppMirror::records(),
             system: Default::default(),
             dns: Mutex::new(dns),
@@ -137,7 +140,7 @@ impl ProxyService {
         let network = Network::from_system(&self.system.lock().unwrap_or_else(|p| p.into_inner()))?;
         Some(
             self.apps
-                .read(|apps| desired::desired(apps.values(), &network, &self.config.backend_host)),
+                .read(|apps| desired::desired(apps.values(), &network, &self.config.backend_host, self.dashboard_port)),
         )
     }
 

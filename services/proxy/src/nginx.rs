@@ -180,7 +180,7 @@ mod tests {
             domain: "cubeos.cube".into(),
             gateway: "10.42.24.1".parse().unwrap(),
         };
-        let want = desired([], &network, "127.0.0.1");
+        let want = desired([], &network, "127.0.0.1", 6011);
         // The test passes, the reload fails; then both pass.
         let refused = HostError::Failed {
             command: "nginx -s reload".into(),
