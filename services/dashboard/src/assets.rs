@@ -1,7 +1,6 @@
 //! The page's files, embedded in the binary from `web/`, each compressed once on
 //! first use and kept.
 
-use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -36,13 +35,6 @@ impl Asset {
             let _ = encoder.write_all(self.body);
             Bytes::from(encoder.finish().unwrap_or_default())
         })
-    }
-
-    /// A validator that changes whenever the file does (with the binary).
-    pub fn etag(&self) -> String {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.body.hash(&mut hasher);
-        format!("\"{:016x}\"", hasher.finish())
     }
 }
 
@@ -84,7 +76,7 @@ pub fn response(asset: &Asset, gzip: bool) -> Response {
     response
         .header("Vary", "Accept-Encoding")
         .header("Cache-Control", "no-cache")
-        .header("ETag", asset.etag())
+        .tagged()
 }
 
 /// What the page's first load costs: every file it loads before it can show the

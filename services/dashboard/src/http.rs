@@ -140,6 +140,19 @@ impl Response {
         }
     }
 
+    /// Adds an `ETag` from the body as sent, so a browser's copy can be revalidated.
+    pub fn tagged(self) -> Response {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&self.body[..], &mut hasher);
+        let tag = format!("\"{:016x}\"", std::hash::Hasher::finish(&hasher));
+        self.header("ETag", tag)
+    }
+
+    /// The `ETag` it carries.
+    pub fn etag(&self) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| *n == "ETag").map(|(_, v)| v.as_str())
+    }
+
     /// Adds a header.
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
@@ -257,6 +270,14 @@ mod tests {
         assert!(Head::parse(b"GET / HTTP/1.1\r\nHost: x\r\n").is_none());
         assert!(!head_complete(b"GET / HTTP/1.1\r\nHost: x\r\n"));
         assert!(head_complete(b"GET / HTTP/1.1\r\n\r\n"));
+    }
+
+    #[test]
+    fn the_etag_follows_the_body() {
+        let tag = |body: &'static [u8]| Response::ok("text/plain", bytes::Bytes::from_static(body)).tagged();
+        assert_eq!(tag(b"one").etag(), tag(b"one").etag());
+        assert_ne!(tag(b"one").etag(), tag(b"two").etag());
+        assert!(Response::status(404, "x").etag().is_none());
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub fn response(config: &Config, rest: &str) -> Response {
         Some(bytes) => Response::ok("image/png", Bytes::from(bytes)),
         None => Response::ok("image/svg+xml", Bytes::from(placeholder(icon.name()))),
     };
-    response.header("Cache-Control", "no-cache")
+    response.header("Cache-Control", "no-cache").tagged()
 }
 
 /// A rounded square in a colour picked from the name, with its first letter.

@@ -204,11 +204,13 @@ impl Server {
             icons::response(&self.config, rest)
         } else {
             match assets::find(path) {
-                Some(asset) if head.header("if-none-match") == Some(asset.etag().as_str()) => Response::not_modified(),
                 Some(asset) => assets::response(asset, head.accepts_gzip()),
                 None => Response::status(404, "not found"),
             }
         };
+        if response.status == 200 && response.etag().is_some() && head.header("if-none-match") == response.etag() {
+            return Response::not_modified();
+        }
         if head.method == "HEAD" {
             response.without_body()
         } else {
