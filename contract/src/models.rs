@@ -96,6 +96,14 @@ pub enum NetworkMode {
     OnlineWifi,
 }
 
+/// Where the box's dashboard serves an installed app's own icon. An app's
+/// `icon_url` is this when the box has the icon (installed from a store copy that
+/// had one); otherwise it is the file's (often an internet address an offline box
+/// cannot reach), and the page draws a placeholder.
+pub fn app_icon_url(name: &str) -> String {
+    format!("/icons/app/{name}")
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct App {

@@ -372,6 +372,8 @@ async function main() {
   await waitHealth(page, storeName, 'running');
   const iconType = await page.evaluate(async (n) => (await fetch(`/icons/app/${n}`)).headers.get('content-type'), storeName);
   check(iconType === 'image/png', `the installed app keeps the store's icon (${iconType})`);
+  await page.waitForFunction((n) => document.querySelector(`.card[data-app="${n}"] img`)?.naturalWidth > 0, storeName, LONG);
+  check(await page.isVisible('.card[data-app="pasted"] .placeholder'), 'an app without an icon gets a placeholder');
 
   step('app page: logs and compatibility report');
   await page.goto(`${URL}/#/app/pasted`);

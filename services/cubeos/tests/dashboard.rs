@@ -127,6 +127,8 @@ async fn the_dashboard_works_in_a_real_browser() {
         "the browser test failed ({status}):\n{errors}\nscreenshots so far: {}",
         shots.display()
     );
+    // A figure, not an assertion: what the box holds after a browser's whole session.
+    println!("cubeos up after the browser session: {}", up.memory());
     let removed = run(up.cli().args(["app", "rm", "hello"]));
     assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
     let shots_taken = std::fs::read_dir(&shots).unwrap().count();

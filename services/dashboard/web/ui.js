@@ -20,6 +20,21 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * An app's icon: the image at `src` when the box has one, else a square in a
+ * colour of the name's own with its first letter (no request, no broken image).
+ */
+export function icon(src, name, size) {
+  if (src) return h('img', { src, alt: '', width: String(size), height: String(size), loading: 'lazy' });
+  let hue = 7;
+  for (const c of name) hue = (hue * 31 + c.charCodeAt(0)) % 360;
+  const letter = (name.match(/[a-z0-9]/i) || ['?'])[0].toUpperCase();
+  const box = h('span', { class: 'placeholder', 'aria-hidden': 'true' }, letter);
+  box.style.setProperty('--hue', String(hue));
+  box.style.setProperty('--size', `${size}px`);
+  return box;
+}
+
 /** Replaces an element's children. */
 export function fill(el, ...children) {
   el.replaceChildren();

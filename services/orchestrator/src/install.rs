@@ -253,9 +253,12 @@ impl Orchestrator {
                 .map_err(|e| (InstallStep::Register, io_error("app directory", e)))?;
             marker.write(&marker_path).map_err(step(InstallStep::Register))?;
             let compose_path = app_dir.join("appconfig").join("docker-compose.yml");
-            let record = first
+            let mut record = first
                 .app
                 .to_new_app(compose_path.display().to_string(), ctx.app_data.display().to_string());
+            if files.icon.is_some() {
+                record.icon_url = Some(cubeos_contract::models::app_icon_url(name));
+            }
             self.bus.call(&record).await.map_err(step(InstallStep::Register))?;
             job.running(InstallStep::Register, "app registered").await;
 

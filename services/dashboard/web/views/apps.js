@@ -2,7 +2,7 @@
 // `/status`), kept live; lifecycle commands with their job's progress; and an
 // app's page with its logs and compatibility report.
 
-import { confirm, errorText, fill, h, progressBar } from '../ui.js';
+import { confirm, errorText, fill, h, icon, progressBar } from '../ui.js';
 
 const APP_TOPIC = /^cubeos\/state\/apps\/([^/]+)$/;
 const STATUS_TOPIC = /^cubeos\/state\/apps\/([^/]+)\/status$/;
@@ -14,6 +14,12 @@ const jobs = new Map();
 function domain(box) {
   const system = box.get('cubeos/state/system');
   return (system && system.domain) || 'cubeos.cube';
+}
+
+/** The icon of an installed app: its own when the box has it. */
+function appIcon(record, size) {
+  const own = record.icon_url && record.icon_url.startsWith('/icons/') ? record.icon_url : null;
+  return icon(own, record.display_name || record.name, size);
 }
 
 /** What a card shows of an app's health. */
@@ -84,7 +90,7 @@ function card(ctx, name) {
     h(
       'div',
       { class: 'card-head' },
-      h('img', { src: `/icons/app/${encodeURIComponent(name)}`, alt: '', width: '40', height: '40', loading: 'lazy' }),
+      appIcon(record, 40),
       h('div', {}, h('h2', {}, h('a', { href: `#/app/${encodeURIComponent(name)}` }, title)), h('span', { class: `chip ${hl.kind}` }, hl.text)),
     ),
     h(
@@ -137,13 +143,22 @@ export function show(ctx) {
     if (wanted.length) empty.remove();
     grid.dataset.count = String(wanted.length);
   };
+  // Retained state arrives as a burst of messages after every (re)connection: the
+  // grid is drawn once the burst pauses (or every 250 ms while it lasts), not once
+  // per frame, since each draw lays the whole grid out again.
+  let quiet = null;
+  let first = 0;
   const touch = (name) => {
     if (name) dirty.add(name);
     else for (const n of cards.keys()) dirty.add(n);
+    const now = performance.now();
     if (!scheduled) {
       scheduled = true;
-      requestAnimationFrame(render);
+      first = now;
     }
+    clearTimeout(quiet);
+    const wait = Math.max(0, Math.min(30, first + 250 - now));
+    quiet = setTimeout(() => requestAnimationFrame(render), wait);
   };
   const onState = (e) => {
     const topic = e.detail && e.detail.topic;
@@ -163,6 +178,7 @@ export function show(ctx) {
   render();
   return {
     stop() {
+      clearTimeout(quiet);
       box.removeEventListener('state', onState);
       box.removeEventListener('event', onEvent);
     },
@@ -238,7 +254,7 @@ export function detail(ctx, name) {
     fill(
       head,
       h('p', {}, h('a', { href: '#/apps' }, '← All apps')),
-      h('div', { class: 'card-head' }, h('img', { src: `/icons/app/${encodeURIComponent(name)}`, alt: '', width: '56', height: '56' }), h('div', {}, h('h1', {}, record.display_name || name), h('span', { class: `chip ${hl.kind}` }, hl.text))),
+      h('div', { class: 'card-head' }, appIcon(record, 56), h('div', {}, h('h1', {}, record.display_name || name), h('span', { class: `chip ${hl.kind}` }, hl.text))),
       record.description ? h('p', {}, record.description) : null,
       h('div', { class: 'links' }, links(box, record)),
       job && job.status !== 'done' ? progressBar(job, `${name} progress`) : null,

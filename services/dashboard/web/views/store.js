@@ -3,11 +3,16 @@
 // reasons), the images the box lacks, env fields, and install with progress. Also
 // install from a pasted compose file.
 
-import { dialog, errorText, field, fill, h, progressBar } from '../ui.js';
+import { dialog, errorText, field, fill, h, icon, progressBar } from '../ui.js';
 import { reportTable } from './apps.js';
 
 const IMAGE_HELP =
   'This box is offline: copy the image onto it (docker save on a machine that has it, then `cubeos image load <file>` here).';
+
+/** A store app's icon: the store copy's, or a placeholder. */
+function storeIcon(app, size) {
+  return icon(app.icon ? `/icons/store/${encodeURIComponent(app.id)}` : null, app.title || app.id, size);
+}
 
 /** The preview's panels: images, refusals, ports, env fields and the report. */
 function previewPanels(p, envInputs) {
@@ -108,7 +113,7 @@ async function openApp(ctx, app) {
       preview = p;
       fill(
         body,
-        h('div', { class: 'card-head' }, h('img', { src: `/icons/store/${encodeURIComponent(app.id)}`, alt: '', width: '56', height: '56' }), h('div', {}, h('p', { class: 'tagline' }, entry.tagline), h('span', { class: 'chip' }, entry.category || 'other'))),
+        h('div', { class: 'card-head' }, storeIcon(app, 56), h('div', {}, h('p', { class: 'tagline' }, entry.tagline), h('span', { class: 'chip' }, entry.category || 'other'))),
         h('p', { class: 'description' }, entry.description || entry.tagline),
         previewPanels(p, envInputs),
         status,
@@ -145,7 +150,7 @@ function storeCard(ctx, app) {
     h(
       'div',
       { class: 'card-head' },
-      h('img', { src: `/icons/store/${encodeURIComponent(app.id)}`, alt: '', width: '40', height: '40', loading: 'lazy' }),
+      storeIcon(app, 40),
       h('div', {}, h('h2', {}, app.title), h('span', { class: 'chip' }, app.category || 'other')),
     ),
     h('p', { class: 'tagline' }, app.tagline),
