@@ -49,7 +49,7 @@ fn wanted(port_base: i64) -> Desired {
         domain: "cubeos.cube".into(),
         gateway: "10.42.24.1".parse().unwrap(),
     };
-    desired(&apps(port_base), &network, "127.0.0.1")
+    desired(&apps(port_base), &network, "127.0.0.1", 6011)
 }
 
 /// Median of [`rounds`] passes of `dns` then `proxy` against `want(round)`.
