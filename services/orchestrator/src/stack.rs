@@ -206,7 +206,8 @@ pub async fn remove(
     for service in managed_services(docker, instance).await? {
         if stack_of(&service) == Some(stack) {
             let name = service_name(&service).to_owned();
-            docker.delete_service(&name).await?;
+            // A reconcile pass may have removed it a moment ago.
+            already_gone_is_fine(docker.delete_service(&name).await)?;
             removed.push(name);
         }
     }
@@ -407,6 +408,14 @@ fn set_replicas(spec: &mut ServiceSpec, replicas: i64) {
         .replicas = Some(replicas);
 }
 
+/// A deletion's result, where "not found" (someone removed it first) is success.
+fn already_gone_is_fine(result: Result<(), bollard::errors::Error>) -> Result<(), bollard::errors::Error> {
+    match result {
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        other => other,
+    }
+}
+
 /// Stops a service's tasks: scaled to zero, or removed when it is global (one task
 /// per node, no replica count); starting the app deploys it again.
 pub async fn stop(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
@@ -419,7 +428,9 @@ pub async fn stop(docker: &Docker, name: &str) -> Result<(), bollard::errors::Er
         .and_then(|s| s.mode.as_ref())
         .is_some_and(|m| m.global.is_some());
     if global {
-        docker.delete_service(name).await
+        // The app is marked stopped first, so a reconcile pass may remove the
+        // service before this does: gone is what stopping wants.
+        already_gone_is_fine(docker.delete_service(name).await)
     } else {
         update_service(docker, name, existing, |spec| set_replicas(spec, 0)).await
     }
