@@ -478,3 +478,71 @@ async fn the_small_things_a_new_user_trips_on() {
     let out = run(up.cli().args(["token", "revoke", "button-1"]));
     assert!(text(&out).1.starts_with("error: not_found:"), "{:?}", text(&out));
 }
+
+/// Sends `request` to the dashboard and reads until it closes: (status, whole answer).
+fn http(port: u16, request: &[u8]) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // A server that answers before reading all of it may close first: that is fine.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// Issue 14: what a stranger on the hotspot can send the dashboard's HTTP server
+/// before signing in gets a plain refusal, reaches no file outside the icons, and
+/// leaves the page served.
+#[test]
+fn the_dashboard_refuses_hostile_http_and_keeps_serving() {
+    let port = cubeos_tests::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let up = Up::start(&[
+        ("CUBEOS__DASHBOARD__LISTEN", listen.as_str()),
+        ("CUBEOS__ORCHESTRATOR__DEPLOY_CORE_APPS", "false"),
+    ]);
+    let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(20 * 1024));
+    assert_eq!(http(port, huge.as_bytes()).0, 431, "an oversized head");
+    assert_eq!(http(port, b"\x16\x03\x01\x00\xff garbage\r\n\r\n").0, 400, "not HTTP");
+    assert_eq!(
+        http(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc").0,
+        405
+    );
+    let upgrade = |origin: &str| {
+        format!(
+            "GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+        )
+    };
+    assert_eq!(
+        http(port, upgrade("http://evil.example").as_bytes()).0,
+        403,
+        "another site's page"
+    );
+    // Names that try to leave the icon dirs are no icons; the credentials stay put.
+    for path in [
+        "/icons/store/..%2f..%2fbroker-credentials.json",
+        "/icons/store/../../broker-credentials.json",
+        "/icons/app/..",
+        "/../broker-credentials.json",
+    ] {
+        let (status, text) = http(port, format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        assert!(status == 404 || status == 400, "{path}: {status}");
+        assert!(!text.contains("password"), "{path}: {text}");
+    }
+    // A connection that never sends its request is closed, not kept.
+    let started = Instant::now();
+    let (status, _) = http(port, b"");
+    assert!(
+        status == 0 && started.elapsed() < Duration::from_secs(15),
+        "an idle connection is dropped"
+    );
+    let (status, text) = http(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Content-Security-Policy"), "{text}");
+    drop(up);
+}

@@ -143,6 +143,13 @@ pub async fn start(config: Arc<Config>, door: WebSocketDoor) -> Result<SocketAdd
         slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         per_address: PerAddress::new(MAX_PER_ADDRESS),
     });
+    // Compressing the page's files takes a Pi a noticeable moment: done once, off
+    // the async threads, before the first browser asks.
+    tokio::task::spawn_blocking(|| {
+        assets::ASSETS.iter().for_each(|a| {
+            a.gzipped();
+        })
+    });
     tokio::spawn(accept(listener, server));
     info!(listen = %local, "dashboard listening");
     Ok(local)
